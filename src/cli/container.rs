@@ -1,0 +1,606 @@
+//! run, create, start, ps, rm, inspect.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use clap::Args;
+
+use super::format::{ago, human_duration, rfc3339, table};
+use super::image::{pull_options, user_mapping};
+use super::{Ctx, Exit};
+use crate::image::pull::{find_local, get_image, PullPolicy};
+use crate::runtime::{ContainerConfig, CreateOptions};
+use crate::storage::containers::{ContainerRecord, State};
+use crate::storage::Store;
+
+/// Flags shared by run and create.
+#[derive(Debug, Args)]
+pub struct CreateFlags {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (NAME=VALUE, or NAME to copy from the host)
+    #[arg(short, long = "env", value_name = "ENV")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User (name or UID) and optional group: USER[:GROUP]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Bind mount a volume: HOST-DIR:CONTAINER-DIR[:OPTIONS]
+    #[arg(short, long = "volume", value_name = "VOLUME")]
+    pub volume: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs: CONTAINER-DIR[:OPTIONS]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Network mode: none or host
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Pull policy: always, missing, never, newer
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Require HTTPS and verify certificates when pulling
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Suppress pull output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image to run
+    pub image: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in podman)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in podman)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it (one container only)
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show only container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: json
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Stop running containers first (SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove all containers
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(required_unless_present = "all")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Only look at this kind of object: container or image
+    #[arg(long = "type", short = 't')]
+    pub kind: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+fn policy(s: &str) -> anyhow::Result<PullPolicy> {
+    Ok(match s {
+        "always" => PullPolicy::Always,
+        "missing" => PullPolicy::Missing,
+        "never" => PullPolicy::Never,
+        "newer" => PullPolicy::Newer,
+        o => {
+            return Err(Exit::with(
+                125,
+                format!("--pull {o:?}: use always, missing, never or newer"),
+            ))
+        }
+    })
+}
+
+fn create_from(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRecord)> {
+    let mut store = Store::open(&ctx.paths)?;
+    let pol = policy(&f.pull)?;
+    let opts = pull_options(ctx, f.quiet, f.tls_verify)?;
+    let img = get_image(&mut store, &f.image, pol, &opts)?;
+    let image_name = img
+        .names
+        .iter()
+        .find(|n| n.ends_with(&f.image) || n.ends_with(&format!("{}:latest", f.image)))
+        .or(img.names.first())
+        .cloned()
+        .unwrap_or_else(|| img.id.clone());
+    let copts = CreateOptions {
+        name: f.name,
+        env: f.env,
+        env_files: f.env_file,
+        workdir: f.workdir,
+        user: f.user,
+        entrypoint: f.entrypoint,
+        hostname: f.hostname,
+        volumes: f.volume,
+        read_only: f.read_only,
+        tmpfs: f.tmpfs,
+        network: f.network,
+        interactive: f.interactive,
+        rm: f.rm,
+        command: f.command,
+    };
+    let mapping = user_mapping(ctx)?;
+    let rec =
+        crate::runtime::create::create(&mut store, &img, &image_name, mapping.as_ref(), &copts)?;
+    Ok((store, rec))
+}
+
+pub fn create(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<i32> {
+    let (_, rec) = create_from(ctx, a.flags)?;
+    println!("{}", rec.id);
+    Ok(0)
+}
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
+    let (store, rec) = create_from(ctx, a.flags)?;
+    drop(store);
+    if a.detach {
+        start_detached(ctx, &rec)?;
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    exec_monitor(ctx, &rec.id)
+}
+
+/// Becomes the container's monitor in the foreground: same pid, same terminal, and the
+/// container's exit code becomes ours.
+fn exec_monitor(ctx: &Ctx, id: &str) -> anyhow::Result<i32> {
+    let err = Command::new("/proc/self/exe")
+        .args(ctx.self_args())
+        .arg("__monitor")
+        .arg(id)
+        .exec();
+    Err(Exit::with(125, format!("cannot exec the monitor: {err}")))
+}
+
+/// Starts a monitor in the background and waits until it reports the container running.
+fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
+    use std::io::Read;
+    let log = ctx.paths.container_dir(&rec.id).join("ctr.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let err = out.try_clone()?;
+    let mut args = ctx.self_args();
+    args.extend(["__monitor".into(), rec.id.clone().into(), "--detach".into()]);
+    let mut h =
+        crate::userns::spawn_helper(std::path::Path::new("/proc/self/exe"), &args, None, |c| {
+            c.stdin(Stdio::null()).stdout(out).stderr(err);
+        })?;
+    let mut report = String::new();
+    let _ = h.sync.read_to_string(&mut report);
+    // The monitor keeps running; reap nothing, it is reparented when we exit.
+    std::mem::forget(h.child);
+    if report.starts_with("ok") {
+        return Ok(());
+    }
+    let (code, msg) = report
+        .split_once('\n')
+        .unwrap_or(("125", "monitor exited during start-up"));
+    Err(Exit::with(
+        code.trim().parse().unwrap_or(125),
+        msg.to_string(),
+    ))
+}
+
+/// Brings a record up to date: a running container whose monitor is gone has exited.
+fn refresh(store: &mut Store, mut c: ContainerRecord) -> anyhow::Result<ContainerRecord> {
+    if c.state == State::Running {
+        let alive = match (c.monitor_pid, c.monitor_start) {
+            (Some(p), Some(s)) => crate::monitor::is_alive(p, s),
+            _ => false,
+        };
+        if !alive {
+            // The monitor died; its container died with it (PDEATHSIG).
+            let code = c.exit_code.unwrap_or(137);
+            store.set_exited(&c.id, code, crate::storage::now())?;
+            c = store.find_container(&c.id)?;
+        }
+    }
+    Ok(c)
+}
+
+pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    if a.attach {
+        if a.containers.len() != 1 {
+            return Err(Exit::with(
+                125,
+                "start --attach works with exactly one container",
+            ));
+        }
+        let found = store.find_container(&a.containers[0])?;
+        let c = refresh(&mut store, found)?;
+        if c.state == State::Running {
+            return Err(Exit::with(
+                125,
+                format!("container {} is already running", c.name),
+            ));
+        }
+        drop(store);
+        return exec_monitor(ctx, &c.id);
+    }
+    let mut code = 0;
+    for name in &a.containers {
+        let c = match store
+            .find_container(name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| refresh(&mut store, c))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 125;
+                continue;
+            }
+        };
+        if c.state != State::Running {
+            start_detached(ctx, &c)?;
+        }
+        println!("{name}");
+    }
+    Ok(code)
+}
+
+fn status_text(c: &ContainerRecord) -> String {
+    let now = crate::storage::now();
+    match c.state {
+        State::Created => "Created".into(),
+        State::Running => format!("Up {}", human_duration(now - c.started.unwrap_or(now))),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            c.exit_code.unwrap_or(0),
+            human_duration(now - c.finished.unwrap_or(now))
+        ),
+    }
+}
+
+pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let mut list = Vec::new();
+    for c in store.containers()? {
+        let c = refresh(&mut store, c)?;
+        if a.all || c.state == State::Running {
+            list.push(c);
+        }
+    }
+    if a.format.as_deref() == Some("json") {
+        let v: Vec<serde_json::Value> = list.iter().map(ps_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    } else if let Some(f) = &a.format {
+        return Err(Exit::with(
+            125,
+            format!("--format {f:?} is not supported yet: use json"),
+        ));
+    }
+    let id = |c: &ContainerRecord| {
+        if a.no_trunc {
+            c.id.clone()
+        } else {
+            c.id[..12].to_string()
+        }
+    };
+    if a.quiet {
+        for c in &list {
+            println!("{}", id(c));
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let mut cmd = c.command.join(" ");
+            if !a.no_trunc && cmd.chars().count() > 20 {
+                cmd = cmd.chars().take(17).collect::<String>() + "...";
+            }
+            vec![
+                id(c),
+                c.image_name.clone(),
+                cmd,
+                ago(c.created),
+                status_text(c),
+                String::new(),
+                c.name.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    );
+    Ok(0)
+}
+
+fn ps_json(c: &ContainerRecord) -> serde_json::Value {
+    serde_json::json!({
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": c.image_name,
+        "ImageID": c.image_id,
+        "Command": c.command,
+        "Created": c.created,
+        "State": c.state.as_str(),
+        "Status": status_text(c),
+        "ExitCode": c.exit_code.unwrap_or(0),
+        "Exited": c.state == State::Exited,
+        "Pid": c.pid.unwrap_or(0),
+    })
+}
+
+/// Stops a running container by killing it and waiting for its monitor to record it.
+fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::Result<()> {
+    if let Some(pid) = c.pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if let (Some(mp), Some(ms)) = (c.monitor_pid, c.monitor_start) {
+        for _ in 0..500 {
+            if !crate::monitor::is_alive(mp, ms) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    let found = store.find_container(&c.id)?;
+    refresh(store, found)?;
+    Ok(())
+}
+
+pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let mut code = 0;
+    let names: Vec<String> = if a.all {
+        store.containers()?.into_iter().map(|c| c.id).collect()
+    } else {
+        a.containers.clone()
+    };
+    for name in &names {
+        let c = match store.find_container(name) {
+            Ok(c) => refresh(&mut store, c)?,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+                continue;
+            }
+        };
+        let lock = ctx.paths.runroot.join("locks").join(&c.id);
+        let _guard = crate::storage::lock::FileLock::exclusive(&lock)?;
+        if c.state == State::Running {
+            if !a.force {
+                eprintln!(
+                    "Error: cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
+                    c.id
+                );
+                code = 2;
+                continue;
+            }
+            kill_and_wait(&mut store, &c)?;
+        }
+        crate::runtime::remove_container_dir(&ctx.paths, &ctx.paths.container_dir(&c.id))?;
+        store.delete_container(&c.id)?;
+        let _ = std::fs::remove_file(&lock);
+        println!("{name}");
+    }
+    Ok(code)
+}
+
+fn container_json(
+    store: &Store,
+    ctx: &Ctx,
+    c: &ContainerRecord,
+) -> anyhow::Result<serde_json::Value> {
+    let cfg: Option<ContainerConfig> = serde_json::from_str(&c.config).ok();
+    let spec = crate::runtime::bundle::load_spec(&ctx.paths.container_dir(&c.id)).ok();
+    let process = spec.as_ref().and_then(|s| s.process().clone());
+    let mounts: Vec<serde_json::Value> = spec
+        .as_ref()
+        .and_then(|s| s.mounts().clone())
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| {
+            m.typ().as_deref() == Some("bind")
+                && !m.source().as_ref().is_some_and(|s| {
+                    s.starts_with(ctx.paths.container_dir(&c.id)) || s.as_os_str() == "/sys"
+                })
+        })
+        .map(|m| {
+            let opts = m.options().clone().unwrap_or_default();
+            serde_json::json!({
+                "Type": "bind",
+                "Source": m.source(),
+                "Destination": m.destination(),
+                "Options": opts,
+                "RW": !opts.iter().any(|o| o == "ro"),
+            })
+        })
+        .collect();
+    let o = cfg.as_ref().map(|c| c.options.clone()).unwrap_or_default();
+    let _ = store;
+    Ok(serde_json::json!({
+        "Id": c.id,
+        "Created": rfc3339(c.created),
+        "Path": c.command.first(),
+        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": c.state.as_str(),
+            "Running": c.state == State::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": c.pid.unwrap_or(0),
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": "",
+            "StartedAt": c.started.map(rfc3339).unwrap_or_default(),
+            "FinishedAt": c.finished.map(rfc3339).unwrap_or_default(),
+        },
+        "Image": c.image_id,
+        "ImageName": c.image_name,
+        "Rootfs": "",
+        "Name": c.name,
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()).unwrap_or_default(),
+            "User": o.user.clone().unwrap_or_default(),
+            "Env": process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
+            "Cmd": c.command,
+            "Image": c.image_name,
+            "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
+            "Entrypoint": o.entrypoint,
+            "Tty": false,
+            "OpenStdin": o.interactive,
+        },
+        "HostConfig": {
+            "NetworkMode": o.network.clone().unwrap_or_else(|| "none".into()),
+            "ReadonlyRootfs": o.read_only,
+            "AutoRemove": o.rm,
+            "Binds": o.volumes,
+        },
+        "NetworkSettings": { "Ports": {} },
+    }))
+}
+
+fn image_json(
+    store: &Store,
+    img: &crate::storage::images::ImageRecord,
+) -> anyhow::Result<serde_json::Value> {
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&img.config_digest())?)?;
+    let repo_digests: Vec<String> = img
+        .names
+        .iter()
+        .map(|n| {
+            let repo = n
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map(|(r, _)| r)
+                .unwrap_or(n);
+            format!("{repo}@{}", img.manifest_digest)
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "Id": img.id,
+        "Digest": img.manifest_digest,
+        "RepoTags": img.names,
+        "RepoDigests": repo_digests,
+        "Created": img.created,
+        "Config": config.get("config").cloned().unwrap_or(serde_json::json!({})),
+        "Architecture": img.arch,
+        "Os": img.os,
+        "Size": img.size,
+        "RootFS": {"Type": "layers", "Layers": img.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "History": config.get("history").cloned().unwrap_or(serde_json::json!([])),
+        "ManifestType": img.manifest_media_type,
+    }))
+}
+
+pub fn inspect(ctx: &Ctx, a: InspectArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let kind = a.kind.as_deref().unwrap_or("all");
+    if !["all", "container", "image"].contains(&kind) {
+        return Err(Exit::with(
+            125,
+            format!("--type {kind:?}: use container or image"),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in &a.names {
+        if kind != "image" {
+            if let Ok(c) = store.find_container(n) {
+                let c = refresh(&mut store, c)?;
+                out.push(container_json(&store, ctx, &c)?);
+                continue;
+            }
+        }
+        if kind != "container" {
+            if let Ok(img) = find_local(&store, n) {
+                out.push(image_json(&store, &img)?);
+                continue;
+            }
+        }
+        eprintln!("Error: no such object: \"{n}\"");
+        code = 125;
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
+}

@@ -1,0 +1,247 @@
+//! pull, images, rmi, tag.
+
+use clap::Args;
+
+use super::format::{ago, human_size, parse_time, table};
+use super::{Ctx, Exit};
+use crate::image::pull::{find_local, PullOptions};
+use crate::image::reference;
+use crate::storage::Store;
+use crate::userns::IdMapping;
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image to pull (NAME[:TAG|@DIGEST])
+    pub image: String,
+    /// Print nothing but the image ID
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Require HTTPS and verify certificates (false: plain HTTP allowed)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show only image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate IDs
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: json
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show images with this repository name only
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images to remove (names or IDs)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove even if containers use the image
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image to tag
+    pub image: String,
+    /// New names
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// The ID mapping layers are unpacked with for this user (None when root).
+pub fn user_mapping(ctx: &Ctx) -> anyhow::Result<Option<IdMapping>> {
+    if ctx.paths.rootless {
+        Ok(Some(IdMapping::for_current_user(
+            ctx.paths.uid,
+            ctx.paths.gid,
+        )?))
+    } else {
+        Ok(None)
+    }
+}
+
+pub fn pull_options(
+    ctx: &Ctx,
+    quiet: bool,
+    tls_verify: Option<bool>,
+) -> anyhow::Result<PullOptions> {
+    Ok(PullOptions {
+        quiet,
+        tls_verify,
+        mapping: user_mapping(ctx)?,
+    })
+}
+
+pub fn pull(ctx: &Ctx, a: PullArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let opts = pull_options(ctx, a.quiet, a.tls_verify)?;
+    let img = crate::image::pull(&mut store, &a.image, &opts)?;
+    println!("{}", img.id);
+    Ok(0)
+}
+
+/// Splits a stored name into (repository, tag) for display.
+fn repo_tag(name: &str) -> (String, String) {
+    if let Some((r, d)) = name.split_once('@') {
+        return (r.to_string(), d.to_string());
+    }
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => (name[..i].to_string(), name[i + 1..].to_string()),
+        _ => (name.to_string(), "<none>".to_string()),
+    }
+}
+
+pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
+    let store = Store::open(&ctx.paths)?;
+    let mut imgs = store.images()?;
+    if let Some(r) = &a.repository {
+        let want = reference::parse_normalized_named(r)
+            .map(|x| x.name())
+            .unwrap_or_else(|_| r.clone());
+        imgs.retain(|i| {
+            i.names.iter().any(|n| {
+                let (repo, _) = repo_tag(n);
+                repo == want || repo.ends_with(&format!("/{r}"))
+            })
+        });
+    }
+    if a.format.as_deref() == Some("json") {
+        let v: Vec<serde_json::Value> = imgs
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "Id": i.id,
+                    "Names": i.names,
+                    "Digest": i.manifest_digest,
+                    "Created": i.created.as_deref().and_then(parse_time).unwrap_or(0),
+                    "CreatedAt": i.created,
+                    "Size": i.size,
+                    "Dangling": i.names.is_empty(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    } else if let Some(f) = &a.format {
+        return Err(Exit::with(
+            125,
+            format!("--format {f:?} is not supported yet: use json"),
+        ));
+    }
+    if a.quiet {
+        for i in &imgs {
+            println!(
+                "{}",
+                if a.no_trunc {
+                    format!("sha256:{}", i.id)
+                } else {
+                    i.id[..12].to_string()
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let mut rows = Vec::new();
+    for i in &imgs {
+        let created = i
+            .created
+            .as_deref()
+            .and_then(parse_time)
+            .map(ago)
+            .unwrap_or_default();
+        let id = if a.no_trunc {
+            format!("sha256:{}", i.id)
+        } else {
+            i.id[..12].to_string()
+        };
+        let names = if i.names.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            i.names.clone()
+        };
+        for n in names {
+            let (repo, tag) = if n == "<none>:<none>" {
+                ("<none>".into(), "<none>".into())
+            } else {
+                repo_tag(&n)
+            };
+            rows.push(vec![
+                repo,
+                tag,
+                id.clone(),
+                created.clone(),
+                human_size(i.size),
+            ]);
+        }
+    }
+    table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    Ok(0)
+}
+
+pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let mut code = 0;
+    for input in &a.images {
+        let img = match find_local(&store, input) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+                continue;
+            }
+        };
+        // A name that is one of several only loses that name, as in podman.
+        let by_name = img.names.iter().find(|n| {
+            reference::parse_normalized(input)
+                .map(|r| &r.to_string() == *n)
+                .unwrap_or(false)
+                || n.ends_with(&format!("/{input}"))
+                || n.ends_with(&format!("/{input}:latest"))
+        });
+        if let (Some(n), true) = (by_name, img.names.len() > 1) {
+            store.untag(n)?;
+            println!("Untagged: {n}");
+            continue;
+        }
+        match store.remove_image(&img.id, a.force) {
+            Ok(()) => {}
+            Err(e @ crate::storage::StorageError::ImageInUse { .. }) => {
+                eprintln!("Error: {e}");
+                code = 2;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for n in &img.names {
+            println!("Untagged: {n}");
+        }
+        println!("Deleted: {}", img.id);
+    }
+    let garbage = store.collect_garbage()?;
+    crate::runtime::remove_trees(&ctx.paths, &garbage.layer_dirs)?;
+    for b in garbage.blobs {
+        let _ = std::fs::remove_file(b);
+    }
+    Ok(code)
+}
+
+pub fn tag(ctx: &Ctx, a: TagArgs) -> anyhow::Result<i32> {
+    let mut store = Store::open(&ctx.paths)?;
+    let img = find_local(&store, &a.image)?;
+    for n in &a.names {
+        // podman puts unqualified new names under localhost/.
+        let full = match reference::parse_short(n)? {
+            reference::ShortOrFull::Full(r) => r,
+            reference::ShortOrFull::Short(s) => s.qualify("localhost")?,
+        };
+        store.tag_image(&img.id, &full.to_string())?;
+    }
+    Ok(0)
+}

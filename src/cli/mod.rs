@@ -1,0 +1,158 @@
+//! Command-line definitions (clap derive), one file per command family. Each command
+//! parses, calls into the engine modules, and prints; no engine logic lives here.
+
+mod container;
+mod format;
+mod image;
+mod system;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Paths;
+
+/// An error that carries the process exit code (podman's conventions).
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message.as_deref().unwrap_or(""))
+    }
+}
+impl std::error::Error for Exit {}
+
+impl Exit {
+    /// Exit silently with the container's own code.
+    pub fn code(code: i32) -> anyhow::Error {
+        Exit {
+            code,
+            message: None,
+        }
+        .into()
+    }
+    /// Exit with a message and a specific code.
+    pub fn with(code: i32, message: impl Into<String>) -> anyhow::Error {
+        Exit {
+            code,
+            message: Some(message.into()),
+        }
+        .into()
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "Rootless, daemonless containers in one binary",
+    long_about = "skiff runs OCI containers without root and without a daemon: pull images from any registry, run them in user namespaces, manage them with podman's commands.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Storage root (default: ~/.local/share/skiff, or /var/lib/skiff for root)
+    #[arg(long, global = true, value_name = "DIR", env = "SKIFF_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Runtime state directory (default: $XDG_RUNTIME_DIR/skiff, or /run/skiff for root)
+    #[arg(long, global = true, value_name = "DIR", env = "SKIFF_RUNROOT")]
+    pub runroot: Option<PathBuf>,
+    /// Log messages at and above this level: error, warn, info, debug, trace
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image from a registry
+    Pull(image::PullArgs),
+    /// List images in local storage
+    Images(image::ImagesArgs),
+    /// Remove one or more images
+    Rmi(image::RmiArgs),
+    /// Add an additional name to a local image
+    Tag(image::TagArgs),
+    /// Display the configuration of a container or image
+    Inspect(container::InspectArgs),
+    /// Run a command in a new container
+    Run(container::RunArgs),
+    /// Create but do not start a container
+    Create(container::CreateArgs),
+    /// Start one or more containers
+    Start(container::StartArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Remove one or more containers
+    Rm(container::RmArgs),
+    /// Run a command inside your user namespace (to inspect or remove files owned by
+    /// subordinate IDs)
+    Unshare(system::UnshareArgs),
+    /// Display the skiff version information
+    Version(system::VersionArgs),
+    /// Display skiff related system information
+    Info(system::InfoArgs),
+    #[command(name = "__monitor", hide = true)]
+    Monitor(crate::monitor::MonitorArgs),
+    #[command(name = "__unpack-layer", hide = true)]
+    UnpackLayer(crate::storage::layer_helper::HelperArgs),
+    #[command(name = "__rm-tree", hide = true)]
+    RmTree { dirs: Vec<PathBuf> },
+    #[command(name = "__unshare", hide = true)]
+    UnshareHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+/// Global context passed to every command.
+pub struct Ctx {
+    pub paths: Paths,
+    pub log_level: String,
+}
+
+impl Ctx {
+    /// Arguments that make a re-exec of skiff use the same store and log level.
+    pub fn self_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--root".into(),
+            self.paths.root.clone().into(),
+            "--runroot".into(),
+            self.paths.runroot.clone().into(),
+            "--log-level".into(),
+            self.log_level.clone().into(),
+        ]
+    }
+}
+
+/// Runs the parsed command; Ok(code) is the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let paths = Paths::resolve(cli.root.as_deref(), cli.runroot.as_deref())?;
+    let ctx = Ctx {
+        paths,
+        log_level: cli.log_level.clone(),
+    };
+    match cli.command {
+        Command::Pull(a) => image::pull(&ctx, a),
+        Command::Images(a) => image::images(&ctx, a),
+        Command::Rmi(a) => image::rmi(&ctx, a),
+        Command::Tag(a) => image::tag(&ctx, a),
+        Command::Inspect(a) => container::inspect(&ctx, a),
+        Command::Run(a) => container::run(&ctx, a),
+        Command::Create(a) => container::create(&ctx, a),
+        Command::Start(a) => container::start(&ctx, a),
+        Command::Ps(a) => container::ps(&ctx, a),
+        Command::Rm(a) => container::rm(&ctx, a),
+        Command::Unshare(a) => system::unshare(&ctx, a),
+        Command::Version(a) => system::version(&ctx, a),
+        Command::Info(a) => system::info(&ctx, a),
+        Command::Monitor(a) => Ok(crate::monitor::main(&ctx.paths, &a)),
+        Command::UnpackLayer(a) => Ok(crate::storage::layer_helper::main(&a)),
+        Command::RmTree { dirs } => Ok(crate::runtime::rm_tree_main(&ctx.paths, &dirs)),
+        Command::UnshareHelper { command } => Ok(system::unshare_helper(&ctx, &command)),
+    }
+}

@@ -1,0 +1,355 @@
+//! Pulling: resolve a name to candidates, fetch the manifest (picking this host's
+//! platform from an index), the config, and the layers. Layers stream in parallel from
+//! the registry into the blob store and, at the same time, into an unpack helper running
+//! in the user namespace, so download, decompression, hashing and writing overlap.
+
+use futures_util::StreamExt;
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+
+use super::fetch::{self, LayerJob};
+use super::progress::Progress;
+use super::reference::{self, Reference};
+use super::registry::{FetchError, Registry};
+use super::{host_platform, ImageError};
+use crate::config::auth;
+use crate::config::registries::Registries;
+use crate::storage::images::{ImageRecord, LayerRef};
+use crate::storage::layers::layer_dir_name;
+use crate::storage::Store;
+use crate::userns::IdMapping;
+
+/// When `run`/`create` fetch an image, as podman's --pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+    Newer,
+}
+
+pub struct PullOptions {
+    pub quiet: bool,
+    /// Some(false) forces plain HTTP / no verification, as --tls-verify=false.
+    pub tls_verify: Option<bool>,
+    /// The ID mapping layers are unpacked for (None: rootful, host IDs).
+    pub mapping: Option<IdMapping>,
+}
+
+const MAX_PARALLEL_LAYERS: usize = 4;
+
+/// The fully qualified names an input may mean, most likely first.
+pub fn candidates(input: &str) -> Result<Vec<Reference>, ImageError> {
+    match reference::parse_short(input)? {
+        reference::ShortOrFull::Full(r) => Ok(vec![r]),
+        reference::ShortOrFull::Short(_) => Ok(Registries::load()?.resolve(input)?),
+    }
+}
+
+/// Looks an image up locally by what the user typed (ID, full name or short name).
+pub fn find_local(store: &Store, input: &str) -> Result<ImageRecord, ImageError> {
+    let names: Vec<String> = match candidates(input) {
+        Ok(c) => c.iter().map(|r| r.to_string()).collect(),
+        // IDs and odd inputs are not references; the store still matches IDs.
+        Err(_) => Vec::new(),
+    };
+    Ok(store.find_image(input, &names)?)
+}
+
+/// The image for `run`/`create`, pulled according to the policy.
+pub fn get_image(
+    store: &mut Store,
+    input: &str,
+    policy: PullPolicy,
+    opts: &PullOptions,
+) -> Result<ImageRecord, ImageError> {
+    let local = find_local(store, input);
+    match (policy, local) {
+        (PullPolicy::Never, Ok(img)) | (PullPolicy::Missing, Ok(img)) => Ok(img),
+        (PullPolicy::Never, Err(_)) => Err(ImageError::NotPresent(input.to_string())),
+        (PullPolicy::Newer, Ok(img)) => Ok(pull(store, input, opts).unwrap_or(img)),
+        _ => pull(store, input, opts),
+    }
+}
+
+/// Pulls `input` (trying each candidate for a short name) and returns the stored image.
+pub fn pull(store: &mut Store, input: &str, opts: &PullOptions) -> Result<ImageRecord, ImageError> {
+    let cands = candidates(input)?;
+    let regs = Registries::load()?;
+    let progress = Progress::new(opts.quiet);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ImageError::Io {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let mut tried = Vec::new();
+    let mut first_err = None;
+    for cand in &cands {
+        progress.message(&format!("Trying to pull {cand}..."));
+        match rt.block_on(pull_reference(store, &regs, cand, opts, &progress)) {
+            Ok(img) => return Ok(img),
+            Err(PullError::NotFound(detail)) => {
+                tracing::debug!(candidate = %cand, %detail, "not found");
+                tried.push(cand.to_string());
+            }
+            Err(PullError::Fatal(e)) => {
+                tried.push(cand.to_string());
+                if cands.len() == 1 {
+                    return Err(e);
+                }
+                tracing::debug!(candidate = %cand, error = %e, "pull failed");
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| ImageError::NotFound {
+        input: input.to_string(),
+        tried: tried.join(", "),
+    }))
+}
+
+enum PullError {
+    NotFound(String),
+    Fatal(ImageError),
+}
+
+impl From<ImageError> for PullError {
+    fn from(e: ImageError) -> Self {
+        PullError::Fatal(e)
+    }
+}
+
+impl From<crate::storage::StorageError> for PullError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        PullError::Fatal(e.into())
+    }
+}
+
+async fn pull_reference(
+    store: &mut Store,
+    regs: &Registries,
+    r: &Reference,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<ImageRecord, PullError> {
+    let endpoints = regs.endpoints(r).map_err(ImageError::from)?;
+    let mut last = PullError::NotFound(format!("no endpoint for {r}"));
+    for ep in endpoints {
+        let insecure = ep.insecure || opts.tls_verify == Some(false);
+        let creds = auth::lookup(&ep.host, &ep.repository).map_err(ImageError::from)?;
+        let reg = Registry::new(&ep.host, &ep.repository, insecure, creds);
+        match pull_from(store, &reg, r, opts, progress).await {
+            Ok(img) => return Ok(img),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn registry_err(r: &Reference, host: &str, e: FetchError) -> PullError {
+    match e {
+        FetchError::NotFound(d) => PullError::NotFound(d),
+        FetchError::Other(detail) => PullError::Fatal(ImageError::Registry {
+            image: r.to_string(),
+            registry: host.to_string(),
+            detail,
+        }),
+    }
+}
+
+fn invalid(r: &Reference, detail: impl Into<String>) -> PullError {
+    PullError::Fatal(ImageError::Invalid {
+        image: r.to_string(),
+        detail: detail.into(),
+    })
+}
+
+async fn pull_from(
+    store: &mut Store,
+    reg: &Registry,
+    r: &Reference,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<ImageRecord, PullError> {
+    let anchor = r.reference_for_registry().to_string();
+    let (mut body, mut digest) = reg
+        .manifest(&anchor)
+        .await
+        .map_err(|e| registry_err(r, reg.host(), e))?;
+    let mut media_type = media_type_of(&body);
+    if media_type.contains("index") || media_type.contains("manifest.list") {
+        let index: ImageIndex = serde_json::from_slice(&body)
+            .map_err(|e| invalid(r, format!("cannot parse image index: {e}")))?;
+        let chosen = choose_platform(r, &index)?;
+        let (b, d) = reg
+            .manifest(&chosen)
+            .await
+            .map_err(|e| registry_err(r, reg.host(), e))?;
+        body = b;
+        digest = d;
+        media_type = media_type_of(&body);
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&body)
+        .map_err(|e| invalid(r, format!("cannot parse image manifest: {e}")))?;
+    let config_digest = manifest.config().digest().to_string();
+    progress.message("Getting image source signatures");
+    let config_bytes = if store.has_blob(&config_digest) {
+        store.read_blob(&config_digest)?
+    } else {
+        reg.blob_bytes(&anchor, &config_digest)
+            .await
+            .map_err(|e| registry_err(r, reg.host(), e))?
+    };
+    if crate::storage::blobs::sha256_digest(&config_bytes) != config_digest {
+        return Err(invalid(
+            r,
+            format!("config blob does not match its digest {config_digest}"),
+        ));
+    }
+    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+        .map_err(|e| invalid(r, format!("cannot parse image config: {e}")))?;
+    let diff_ids = config.rootfs().diff_ids().clone();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(invalid(
+            r,
+            format!(
+                "manifest has {} layers but the config lists {} diff_ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    let mapping_key = mapping_key(opts.mapping.as_ref());
+    let layers: Vec<LayerRef> = manifest
+        .layers()
+        .iter()
+        .zip(&diff_ids)
+        .map(|(d, diff)| LayerRef {
+            digest: d.digest().to_string(),
+            diff_id: diff.clone(),
+            media_type: d.media_type().to_string(),
+            size: d.size() as i64,
+        })
+        .collect();
+
+    // Layers already unpacked for this mapping are shared, not fetched again.
+    let mut jobs = Vec::new();
+    for l in &layers {
+        if store.layer(&l.diff_id, &mapping_key)?.is_some() {
+            progress.blob(&l.digest, None).done(true);
+            continue;
+        }
+        if jobs.iter().any(|j: &LayerJob| j.diff_id == l.diff_id) {
+            continue;
+        }
+        jobs.push(LayerJob {
+            image: r.to_string(),
+            digest: l.digest.clone(),
+            diff_id: l.diff_id.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size as u64,
+            dir_name: layer_dir_name(&l.diff_id, &mapping_key),
+        });
+    }
+    let paths = store.paths.clone();
+    // `buffered` keeps the results in job order while running up to N at once.
+    let results: Vec<Result<u64, ImageError>> = futures_util::stream::iter(jobs.iter())
+        .map(|job| {
+            fetch::fetch_and_unpack(&paths, reg, &anchor, job, opts.mapping.as_ref(), progress)
+        })
+        .buffered(MAX_PARALLEL_LAYERS)
+        .collect()
+        .await;
+    // Record every layer that made it, even when another failed: the next pull reuses it.
+    let mut first_err = None;
+    for (job, res) in jobs.iter().zip(results) {
+        match res {
+            Ok(size) => store.record_layer(&job.diff_id, &mapping_key, &job.dir_name, size)?,
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e.into());
+    }
+    progress.message(&format!("Copying config {} done", &config_digest[7..19]));
+    progress.message("Writing manifest to image destination");
+    store.put_blob(&config_digest, &config_bytes)?;
+    store.put_blob(&digest, &body)?;
+    let size = store.layers_size(&diff_ids, &mapping_key)?;
+    let img = ImageRecord {
+        id: config_digest.trim_start_matches("sha256:").to_string(),
+        manifest_digest: digest,
+        manifest_media_type: media_type,
+        created: config.created().clone(),
+        pulled: crate::storage::now(),
+        size,
+        layers,
+        os: config.os().to_string(),
+        arch: config.architecture().to_string(),
+        names: Vec::new(),
+    };
+    store.put_image(&img, Some(&r.to_string()))?;
+    progress.message("Storing signatures");
+    Ok(store.image_by_id(&img.id)?.unwrap_or(img))
+}
+
+/// The key unpacked layers are stored under for a mapping ("host" when rootful).
+pub fn mapping_key(m: Option<&IdMapping>) -> String {
+    m.map(|m| m.key()).unwrap_or_else(|| "host".to_string())
+}
+
+fn media_type_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Probe>(body) {
+        Ok(Probe {
+            media_type: Some(m),
+            ..
+        }) => m,
+        Ok(Probe {
+            manifests: Some(_), ..
+        }) => "application/vnd.oci.image.index.v1+json".into(),
+        _ => "application/vnd.oci.image.manifest.v1+json".into(),
+    }
+}
+
+fn choose_platform(r: &Reference, index: &ImageIndex) -> Result<String, PullError> {
+    let (os, arch, variant) = host_platform();
+    let mut best: Option<(u8, String)> = None;
+    let mut available = Vec::new();
+    for m in index.manifests() {
+        let Some(p) = m.platform() else { continue };
+        let p_os = p.os().to_string();
+        let p_arch = p.architecture().to_string();
+        let p_var = p.variant().clone();
+        available.push(match &p_var {
+            Some(v) => format!("{p_os}/{p_arch}/{v}"),
+            None => format!("{p_os}/{p_arch}"),
+        });
+        if p_os != os || p_arch != arch {
+            continue;
+        }
+        let score = match (&p_var, &variant) {
+            (Some(a), Some(b)) if a == b => 2,
+            (None, _) => 1,
+            _ => 0,
+        };
+        if best.as_ref().map(|(s, _)| score > *s).unwrap_or(true) {
+            best = Some((score, m.digest().to_string()));
+        }
+    }
+    best.map(|(_, d)| d).ok_or_else(|| {
+        PullError::Fatal(ImageError::NoPlatform {
+            image: r.to_string(),
+            platform: format!("{os}/{arch}"),
+            available: available.join(", "),
+        })
+    })
+}

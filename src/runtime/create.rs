@@ -1,0 +1,223 @@
+//! Creating a container: claim the name, write the bundle (spec, rootfs layout,
+//! generated /etc files). A failure removes what was written, so bad input leaves the
+//! store as it was.
+
+use std::path::Path;
+
+use oci_spec::image::ImageConfiguration;
+
+use super::bundle::{self, Generated};
+use super::spec::{self, SpecInputs};
+use super::{ContainerConfig, CreateOptions, NetworkMode, RuntimeError};
+use crate::rootfs::RootfsLayout;
+use crate::storage::containers::{ContainerRecord, State};
+use crate::storage::images::ImageRecord;
+use crate::storage::Store;
+use crate::userns::IdMapping;
+
+const ADJECTIVES: &[&str] = &[
+    "agile", "bold", "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "jolly",
+    "keen", "lucid", "merry", "nimble", "proud", "quiet", "rapid", "sharp", "steady", "swift",
+    "tender", "vivid", "witty", "zealous",
+];
+const NOUNS: &[&str] = &[
+    "albatross",
+    "beacon",
+    "canoe",
+    "dinghy",
+    "ferry",
+    "galleon",
+    "harbor",
+    "island",
+    "jetty",
+    "keel",
+    "lagoon",
+    "mast",
+    "oar",
+    "pilot",
+    "quay",
+    "rudder",
+    "sail",
+    "tide",
+    "voyage",
+    "wharf",
+    "yacht",
+    "anchor",
+    "buoy",
+    "compass",
+];
+
+/// A docker-style random name, for containers created without --name.
+fn random_name() -> String {
+    let b = crate::storage::random_bytes::<2>();
+    format!(
+        "{}_{}",
+        ADJECTIVES[b[0] as usize % ADJECTIVES.len()],
+        NOUNS[b[1] as usize % NOUNS.len()]
+    )
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Creates a container from an image; returns its record (state "created").
+pub fn create(
+    store: &mut Store,
+    image: &ImageRecord,
+    image_name: &str,
+    mapping: Option<&IdMapping>,
+    opts: &CreateOptions,
+) -> Result<ContainerRecord, RuntimeError> {
+    let network = NetworkMode::parse(opts.network.as_deref().unwrap_or("none"))?;
+    if let Some(n) = &opts.name {
+        if !valid_name(n) {
+            return Err(RuntimeError::BadFlag {
+                flag: "--name",
+                detail: format!("container name {n:?} is invalid: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+            });
+        }
+    }
+    let config_bytes = store.read_blob(&image.config_digest())?;
+    let image_config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| RuntimeError::Bundle {
+            path: store.blob_path(&image.config_digest()).unwrap_or_default(),
+            detail: format!("image config: {e}"),
+        })?;
+    let id = crate::storage::random_id();
+    let name = opts.name.clone().unwrap_or_else(|| {
+        // Retry a few times so two random names rarely collide.
+        (0..8)
+            .map(|_| random_name())
+            .find(|n| store.find_container(n).is_err())
+            .unwrap_or_else(|| format!("skiff_{}", &id[..12]))
+    });
+    let hostname = opts.hostname.clone().unwrap_or_else(|| match network {
+        NetworkMode::Host => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().to_string())
+            .unwrap_or_else(|_| id[..12].to_string()),
+        NetworkMode::None => id[..12].to_string(),
+    });
+    // Validate everything that can fail on user input before anything is written.
+    let command = spec::command(&image_config, opts)?;
+    for v in &opts.volumes {
+        spec::parse_volume(v)?;
+    }
+    let mapping_key = crate::image::pull::mapping_key(mapping);
+    let mut lower = Vec::new();
+    for l in image.layers.iter().rev() {
+        let dir = store
+            .layer(&l.diff_id, &mapping_key)?
+            .ok_or_else(|| RuntimeError::Bundle {
+                path: store.paths.layers(),
+                detail: format!(
+                    "layer {} of image {} is not unpacked for this user: pull the image again",
+                    l.diff_id, image_name
+                ),
+            })?;
+        lower.push(
+            dir.file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        );
+    }
+    let record = ContainerRecord {
+        id: id.clone(),
+        name: name.clone(),
+        image_id: image.id.clone(),
+        image_name: image_name.to_string(),
+        command,
+        created: crate::storage::now(),
+        state: State::Created,
+        exit_code: None,
+        started: None,
+        finished: None,
+        monitor_pid: None,
+        monitor_start: None,
+        pid: None,
+        config: serde_json::to_string(&ContainerConfig {
+            options: opts.clone(),
+            rootless: store.paths.rootless,
+        })
+        .unwrap_or_default(),
+    };
+    store.insert_container(&record)?;
+    let dir = store.paths.container_dir(&id);
+    let res = write_bundle(
+        &dir,
+        &id,
+        &name,
+        image,
+        image_name,
+        &image_config,
+        mapping,
+        network,
+        hostname,
+        opts,
+        lower,
+        store.paths.layers(),
+        store.paths.rootless,
+    );
+    if let Err(e) = res {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = store.delete_container(&id);
+        return Err(e);
+    }
+    Ok(record)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_bundle(
+    dir: &Path,
+    id: &str,
+    name: &str,
+    image: &ImageRecord,
+    image_name: &str,
+    image_config: &ImageConfiguration,
+    mapping: Option<&IdMapping>,
+    network: NetworkMode,
+    hostname: String,
+    opts: &CreateOptions,
+    lower: Vec<String>,
+    layers_dir: std::path::PathBuf,
+    rootless: bool,
+) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(dir.join("rootfs")).map_err(|source| RuntimeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let generated = bundle::generate_files(
+        dir,
+        &Generated {
+            id,
+            name,
+            image_name,
+            image_id: &image.id,
+            hostname: &hostname,
+            network,
+            rootless,
+        },
+    )?;
+    let spec = spec::build(&SpecInputs {
+        id,
+        name,
+        image: image_config,
+        opts,
+        mapping,
+        network,
+        hostname,
+        generated,
+    })?;
+    let layout = RootfsLayout {
+        layers_dir,
+        lower,
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+        userxattr: rootless,
+    };
+    layout.prepare()?;
+    bundle::write_layout(dir, &layout)?;
+    bundle::write_spec(dir, &spec)
+}

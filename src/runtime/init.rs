@@ -1,0 +1,244 @@
+//! The container's init, from clone to execve. Runs in the child of a clone with the
+//! container's namespaces, in a copy of the single-threaded monitor. Failures travel back
+//! over the sync socket as "<exit code>\n<message>"; a successful execve closes the
+//! socket (close-on-exec), which the parent reads as "started".
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::mounts;
+use super::process::{self, Fail};
+use super::spec::USER_ANNOTATION;
+use crate::rootfs::RootfsLayout;
+
+/// What the init needs besides the spec.
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub layout: &'a RootfsLayout,
+    pub bundle: &'a Path,
+    pub sock: &'a UnixStream,
+    pub interactive: bool,
+    pub parent: i32,
+    pub userns: bool,
+}
+
+/// Entry point in the cloned child; returns only on failure (the exit code).
+pub fn run(a: &InitArgs) -> isize {
+    let fail = match setup_and_exec(a) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let mut s = a.sock;
+    let _ = s.write_all(format!("{}\n{}", fail.code, fail.message).as_bytes());
+    fail.code as isize
+}
+
+fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|n| n.iter().any(|n| n.typ() == t))
+        .unwrap_or(false)
+}
+
+enum Never {}
+
+fn k<T>(r: nix::Result<T>, what: &str) -> Result<T, Fail> {
+    r.map_err(|e| Fail::engine(format!("{what}: {e}")))
+}
+
+fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
+    k(
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+        "prctl(PR_SET_PDEATHSIG)",
+    )?;
+    // In a new PID namespace the parent is outside it and getppid() reads 0.
+    let ppid = nix::unistd::getppid().as_raw();
+    if ppid != 0 && ppid != a.parent {
+        return Err(Fail::engine("monitor exited during container start"));
+    }
+    if !a.interactive {
+        let null = k(
+            open(
+                "/dev/null",
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ),
+            "open /dev/null",
+        )?;
+        k(nix::unistd::dup2_stdin(&null), "dup2 stdin")?;
+    }
+    // Wait until the monitor has written our ID maps.
+    let mut b = [0u8; 1];
+    let mut s = a.sock;
+    match s.read(&mut b) {
+        Ok(1) if b[0] == b'M' => {}
+        _ => {
+            return Err(Fail::engine(
+                "monitor did not finish the user namespace setup",
+            ))
+        }
+    }
+    if a.userns {
+        let z = nix::unistd::Uid::from_raw(0);
+        let zg = nix::unistd::Gid::from_raw(0);
+        k(nix::unistd::setresgid(zg, zg, zg), "setresgid(0)")?;
+        k(nix::unistd::setresuid(z, z, z), "setresuid(0)")?;
+    }
+    // Nothing in the container may reach our memory or fds through /proc until exec.
+    k(
+        nix::sys::prctl::set_dumpable(false),
+        "prctl(PR_SET_DUMPABLE)",
+    )?;
+    k(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+        "making / private",
+    )?;
+    let rootfs = super::spec::rootfs_path(a.bundle, a.spec);
+    a.layout
+        .mount(&rootfs)
+        .map_err(|e| Fail::engine(e.to_string()))?;
+    let root: OwnedFd = k(
+        open(
+            &rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+        "opening rootfs",
+    )?;
+    for m in a.spec.mounts().iter().flatten() {
+        mounts::mount_one(&root, m).map_err(Fail::engine)?;
+        if m.destination() == Path::new("/dev") {
+            mounts::populate_dev(&root).map_err(Fail::engine)?;
+        }
+    }
+    let linux = a.spec.linux().clone().unwrap_or_default();
+    for p in linux.masked_paths().iter().flatten() {
+        mounts::mask(&root, p).map_err(Fail::engine)?;
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        mounts::make_readonly(&root, p).map_err(Fail::engine)?;
+    }
+    if has_ns(a.spec, LinuxNamespaceType::Uts) {
+        if let Some(h) = a.spec.hostname() {
+            k(nix::unistd::sethostname(h), "sethostname")?;
+        }
+    }
+    if has_ns(a.spec, LinuxNamespaceType::Network) {
+        loopback_up()?;
+    }
+    pivot(&rootfs)?;
+    if a.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        let top = k(
+            open(
+                "/",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ),
+            "opening /",
+        )?;
+        mounts::remount_ro(&top, MsFlags::empty(), Path::new("/")).map_err(Fail::engine)?;
+    }
+    let p = a
+        .spec
+        .process()
+        .clone()
+        .ok_or_else(|| Fail::engine("spec has no process"))?;
+    process::set_rlimits(&p)?;
+    let user = a
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|m| m.get(USER_ANNOTATION).cloned())
+        .unwrap_or_else(|| format!("{}:{}", p.user().uid(), p.user().gid()));
+    let id = process::resolve_user(&user)?;
+    let cwd = p.cwd().clone();
+    if !cwd.exists() {
+        let _ = std::fs::create_dir_all(&cwd);
+        let _ = nix::unistd::chown(
+            &cwd,
+            Some(nix::unistd::Uid::from_raw(id.uid)),
+            Some(nix::unistd::Gid::from_raw(id.gid)),
+        );
+    }
+    process::become_user(&p, &id)?;
+    nix::unistd::chdir(&cwd)
+        .map_err(|e| Fail::engine(format!("chdir to `{}`: {}", cwd.display(), e.desc())))?;
+    let mut env = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let args = p.args().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .ok_or_else(|| Fail::engine("no command given"))?;
+    let prog = process::find_program(arg0, &env)?;
+    // Every inherited fd above stderr closes at exec, the sync socket included.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    let _ = a.sock.as_raw_fd();
+    Err(process::exec(&prog, &args, &env))
+}
+
+fn pivot(rootfs: &Path) -> Result<(), Fail> {
+    k(nix::unistd::chdir(rootfs), "chdir to rootfs")?;
+    k(nix::unistd::pivot_root(".", "."), "pivot_root")?;
+    k(umount2(".", MntFlags::MNT_DETACH), "detaching the old root")?;
+    k(nix::unistd::chdir("/"), "chdir /")
+}
+
+/// Brings up `lo` in the container's own network namespace.
+fn loopback_up() -> Result<(), Fail> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = k(
+        socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        ),
+        "socket for loopback",
+    )?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo\0".iter().enumerate() {
+        ifr.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(Fail::engine(format!(
+                "reading flags of lo: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(Fail::engine(format!(
+                "bringing up lo: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Starting a container from its bundle: clone the init into new namespaces, write its ID
+//! maps from outside, release it, and learn whether execve succeeded. Must be called from
+//! a single-threaded process (the monitor), because clone with CLONE_NEWUSER is refused
+//! to threaded ones.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::init::{self, InitArgs};
+use super::{bundle, spec, RuntimeError};
+
+/// A started container.
+pub struct Launched {
+    pub pid: Pid,
+    /// The container's user namespace, kept open so cleanup can enter it after the
+    /// container's processes are gone.
+    pub userns: Option<OwnedFd>,
+}
+
+const STACK_SIZE: usize = 1 << 20;
+
+fn clone_flags(spec: &oci_spec::runtime::Spec) -> CloneFlags {
+    let mut f = CloneFlags::empty();
+    for n in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        f |= match n.typ() {
+            LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            _ => CloneFlags::empty(),
+        };
+    }
+    f
+}
+
+/// Starts the container described by the bundle; returns once its program runs.
+pub fn launch(bundle_dir: &Path, interactive: bool) -> Result<Launched, RuntimeError> {
+    let spec = bundle::load_spec(bundle_dir)?;
+    let layout = bundle::load_layout(bundle_dir)?;
+    layout.prepare()?;
+    let mapping = spec::mapping_of(&spec);
+    let flags = clone_flags(&spec);
+    let (mut parent_sock, child_sock) = UnixStream::pair().map_err(|source| RuntimeError::Io {
+        path: bundle_dir.to_path_buf(),
+        source,
+    })?;
+    let me = nix::unistd::getpid().as_raw();
+    let args = InitArgs {
+        spec: &spec,
+        layout: &layout,
+        bundle: bundle_dir,
+        sock: &child_sock,
+        interactive,
+        parent: me,
+        userns: mapping.is_some(),
+    };
+    let mut stack = vec![0u8; STACK_SIZE];
+    tracing::debug!(?flags, "clone container init");
+    // SAFETY: the monitor is single-threaded, so the child's copy of the address space is
+    // consistent (no lock held by another thread); the callback only uses data cloned
+    // into the child and ends in execve or returns an exit code.
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(|| init::run(&args)),
+            &mut stack,
+            flags,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .map_err(|source| RuntimeError::Kernel {
+        call: format!("clone({flags:?})"),
+        source,
+    })?;
+    drop(child_sock);
+    let fail = |e: RuntimeError| {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    let userns = if let Some(m) = &mapping {
+        m.apply(pid.as_raw()).map_err(|e| fail(e.into()))?;
+        let p = format!("/proc/{}/ns/user", pid.as_raw());
+        Some(
+            nix::fcntl::open(
+                p.as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|source| {
+                fail(RuntimeError::Kernel {
+                    call: format!("open {p}"),
+                    source,
+                })
+            })?,
+        )
+    } else {
+        None
+    };
+    parent_sock.write_all(b"M").map_err(|source| {
+        fail(RuntimeError::Io {
+            path: bundle_dir.to_path_buf(),
+            source,
+        })
+    })?;
+    let mut report = String::new();
+    let _ = parent_sock.read_to_string(&mut report);
+    if !report.is_empty() {
+        let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
+        let _ = waitpid(pid, None);
+        return Err(RuntimeError::Init {
+            code: code.trim().parse().unwrap_or(125),
+            message: message.to_string(),
+        });
+    }
+    Ok(Launched { pid, userns })
+}
+
+/// Waits for the container's init; returns its exit code (128+signal when killed).
+pub fn wait(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// Removes a tree whose files belong to IDs of the container's user namespace, by
+/// entering that namespace in a forked child (the monitor is single-threaded, so
+/// setns is allowed there).
+pub fn remove_in_userns(userns: Option<&OwnedFd>, path: &Path) -> bool {
+    let Some(ns) = userns else {
+        return std::fs::remove_dir_all(path).is_ok() || !path.exists();
+    };
+    // SAFETY: the monitor is single-threaded; the child only calls setns, removes files
+    // and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let ok = nix::sched::setns(ns, CloneFlags::CLONE_NEWUSER).is_ok()
+                && (std::fs::remove_dir_all(path).is_ok() || !path.exists());
+            // SAFETY: _exit skips atexit handlers and destructors of the parent's state.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+        }
+        Err(_) => false,
+    }
+}

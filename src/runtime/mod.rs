@@ -1,0 +1,186 @@
+//! The runtime: turns an image config plus the user's flags into an OCI runtime spec in
+//! the container's bundle, and runs that spec with skiff's own executor (namespaces,
+//! mounts, capabilities, user, exec). Only this module calls clone and pivot_root.
+
+pub mod bundle;
+pub mod create;
+mod init;
+pub mod launch;
+mod mounts;
+mod process;
+pub mod spec;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Runtime errors, with podman's exit code for each class.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A flag value that cannot work; names the flag.
+    #[error("{flag}: {detail}")]
+    BadFlag { flag: &'static str, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    /// The container's init reported a failure before exec.
+    #[error("{message}")]
+    Init { code: i32, message: String },
+    /// A kernel call failed in the engine.
+    #[error("{call}: {source}")]
+    Kernel { call: String, source: nix::Error },
+    #[error("invalid bundle {path}: {detail}")]
+    Bundle { path: PathBuf, detail: String },
+}
+
+impl RuntimeError {
+    /// podman's exit code: 126 cannot execute, 127 not found, 125 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RuntimeError::Init { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+/// Network modes available without the user-mode stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// The container gets its own network namespace with only loopback.
+    None,
+    /// The container shares the host's network namespace.
+    Host,
+}
+
+impl NetworkMode {
+    pub fn parse(s: &str) -> Result<NetworkMode, RuntimeError> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            other => Err(RuntimeError::BadFlag {
+                flag: "--network",
+                detail: format!(
+                    "network mode {other:?} is not supported yet: use \"host\" or \"none\""
+                ),
+            }),
+        }
+    }
+}
+
+/// What the user asked for with run/create flags; stored with the container so `start`
+/// can run it again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub entrypoint: Option<String>,
+    pub hostname: Option<String>,
+    pub volumes: Vec<String>,
+    pub read_only: bool,
+    pub tmpfs: Vec<String>,
+    pub network: Option<String>,
+    pub interactive: bool,
+    pub rm: bool,
+    pub command: Vec<String>,
+}
+
+/// What the monitor needs to know beyond the spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub options: CreateOptions,
+    pub rootless: bool,
+}
+
+/// Removes a container directory. Rootless containers leave files owned by subordinate
+/// IDs (and overlay's mode-000 work dir), so the removal runs in a helper inside the
+/// user's user namespace.
+pub fn remove_container_dir(
+    paths: &crate::config::Paths,
+    dir: &std::path::Path,
+) -> Result<(), RuntimeError> {
+    remove_trees(paths, &[dir.to_path_buf()])
+}
+
+/// Removes trees under the store root, entering the user namespace when rootless.
+pub fn remove_trees(paths: &crate::config::Paths, dirs: &[PathBuf]) -> Result<(), RuntimeError> {
+    let dirs: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    if !paths.rootless {
+        for d in dirs {
+            std::fs::remove_dir_all(d).map_err(|source| RuntimeError::Io {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        return Ok(());
+    }
+    let mapping = crate::userns::IdMapping::for_current_user(paths.uid, paths.gid)?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--root".into(),
+        paths.root.clone().into(),
+        "--runroot".into(),
+        paths.runroot.clone().into(),
+        "__rm-tree".into(),
+    ];
+    args.extend(dirs.iter().map(|d| d.as_os_str().to_owned()));
+    let mut h = crate::userns::spawn_helper(
+        std::path::Path::new("/proc/self/exe"),
+        &args,
+        Some(&mapping),
+        |_| {},
+    )?;
+    let status = h.child.wait().map_err(|source| RuntimeError::Io {
+        path: dirs[0].clone(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(RuntimeError::Io {
+            path: dirs[0].clone(),
+            source: std::io::Error::other("removal inside the user namespace failed"),
+        });
+    }
+    Ok(())
+}
+
+/// The `__rm-tree` helper: removes trees from inside the user namespace. Only paths
+/// under the store root are accepted, so the helper cannot be turned against other files.
+pub fn rm_tree_main(paths: &crate::config::Paths, dirs: &[PathBuf]) -> i32 {
+    if let Err(e) = crate::userns::enter_from_parent() {
+        eprintln!("Error: {e}");
+        return 125;
+    }
+    let mut code = 0;
+    for d in dirs {
+        if !d.starts_with(&paths.root)
+            || d.components().any(|c| c == std::path::Component::ParentDir)
+        {
+            eprintln!(
+                "Error: refusing to remove {}: not under {}",
+                d.display(),
+                paths.root.display()
+            );
+            code = 125;
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("Error: removing {}: {e}", d.display());
+                code = 125;
+            }
+        }
+    }
+    code
+}

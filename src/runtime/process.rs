@@ -1,0 +1,284 @@
+//! The container process's identity and the final exec: user and groups from the
+//! container's own /etc/passwd and /etc/group, capabilities, rlimits, PATH lookup.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use oci_spec::runtime::{Capability, PosixRlimitType, Process};
+
+/// An init failure with podman's exit code.
+pub struct Fail {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Fail {
+    pub fn engine(message: impl Into<String>) -> Fail {
+        Fail {
+            code: 125,
+            message: message.into(),
+        }
+    }
+}
+
+/// The resolved identity of the container process.
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+fn passwd_lookup(spec_user: &str) -> Option<(String, u32, u32, String)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    let by_uid = spec_user.parse::<u32>().ok();
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 6 {
+            return None;
+        }
+        let uid = f[2].parse::<u32>().ok()?;
+        let gid = f[3].parse::<u32>().ok()?;
+        let matches = match by_uid {
+            Some(u) => u == uid,
+            None => f[0] == spec_user,
+        };
+        matches.then(|| (f[0].to_string(), uid, gid, f[5].to_string()))
+    })
+}
+
+fn group_lookup(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[0] == name)
+            .then(|| f[2].parse().ok())
+            .flatten()
+    })
+}
+
+fn supplementary(user: &str, primary: u32) -> Vec<u32> {
+    let Ok(text) = std::fs::read_to_string("/etc/group") else {
+        return Vec::new();
+    };
+    let mut v: Vec<u32> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 || !f[3].split(',').any(|m| m.trim() == user) {
+                return None;
+            }
+            f[2].parse().ok()
+        })
+        .filter(|g| *g != primary)
+        .collect();
+    // Keep the kernel's order stable: sorted, primary first (the caller prepends it).
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Resolves `user[:group]` (names or numbers) against the container's files, as podman
+/// does: unknown names fail, unknown numbers are used as they are.
+pub fn resolve_user(spec_user: &str) -> Result<Identity, Fail> {
+    let (u, g) = match spec_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec_user, None),
+    };
+    let entry = passwd_lookup(u);
+    let (name, uid, pgid, home) = match (entry, u.parse::<u32>()) {
+        (Some(e), _) => e,
+        (None, Ok(n)) => (String::new(), n, n, "/".to_string()),
+        (None, Err(_)) => {
+            return Err(Fail::engine(format!(
+                "unable to find user {u}: no matching entries in passwd file"
+            )))
+        }
+    };
+    let gid = match g {
+        None => pgid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group_lookup(g).ok_or_else(|| {
+                Fail::engine(format!(
+                    "unable to find group {g}: no matching entries in group file"
+                ))
+            })?,
+        },
+    };
+    // The primary group is listed too, as podman does (`id` shows it under groups=).
+    let mut groups = vec![gid];
+    if !name.is_empty() {
+        groups.extend(supplementary(&name, gid));
+    }
+    Ok(Identity {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+fn to_caps(set: &Option<std::collections::HashSet<Capability>>) -> CapsHashSet {
+    set.as_ref()
+        .map(|s| {
+            s.iter()
+                .filter_map(|c| {
+                    let name = serde_json::to_value(c).ok()?;
+                    name.as_str()?.parse::<Cap>().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies rlimits from the spec.
+pub fn set_rlimits(p: &Process) -> Result<(), Fail> {
+    use nix::sys::resource::{setrlimit, Resource};
+    for r in p.rlimits().iter().flatten() {
+        let res = match r.typ() {
+            PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+            PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+            PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+            PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+            PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+            _ => continue,
+        };
+        tracing::debug!(?res, soft = r.soft(), hard = r.hard(), "setrlimit");
+        setrlimit(res, r.soft(), r.hard())
+            .map_err(|e| Fail::engine(format!("setrlimit {res:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Switches to the container user with the spec's capabilities: the bounding set is cut
+/// first (needs CAP_SETPCAP), then IDs change; a non-root user ends with no effective or
+/// permitted capabilities, as in podman.
+pub fn become_user(p: &Process, id: &Identity) -> Result<(), Fail> {
+    let c = p.capabilities().clone().unwrap_or_default();
+    let bounding = to_caps(c.bounding());
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            match caps::drop(None, CapSet::Bounding, cap) {
+                Ok(()) => {}
+                // Capabilities newer than the running kernel do not exist to drop.
+                Err(_)
+                    if !caps::runtime::procfs_all_supported(None)
+                        .map(|s| s.contains(&cap))
+                        .unwrap_or(true) => {}
+                Err(e) => {
+                    return Err(Fail::engine(format!(
+                        "dropping {cap} from the bounding set: {e}"
+                    )))
+                }
+            }
+        }
+    }
+    let gids: Vec<nix::unistd::Gid> = id
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    if let Err(e) = nix::unistd::setgroups(&gids) {
+        // setgroups is denied under a single-ID mapping; only fail if groups were wanted.
+        if !gids.is_empty() {
+            return Err(Fail::engine(format!("setgroups {:?}: {e}", id.groups)));
+        }
+    }
+    let gid = nix::unistd::Gid::from_raw(id.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| {
+        Fail::engine(format!(
+            "setgid {}: {e}: is GID {} mapped in the user namespace?",
+            id.gid, id.gid
+        ))
+    })?;
+    let uid = nix::unistd::Uid::from_raw(id.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| {
+        Fail::engine(format!(
+            "setuid {}: {e}: is UID {} mapped in the user namespace?",
+            id.uid, id.uid
+        ))
+    })?;
+    if id.uid == 0 {
+        let set = |s: CapSet, v: &CapsHashSet| {
+            caps::set(None, s, v)
+                .map_err(|e| Fail::engine(format!("setting {s:?} capabilities: {e}")))
+        };
+        // Effective must stay a subset of permitted at every step: shrink it first.
+        set(CapSet::Effective, &to_caps(c.effective()))?;
+        set(CapSet::Permitted, &to_caps(c.permitted()))?;
+        set(CapSet::Inheritable, &to_caps(c.inheritable()))?;
+    }
+    let _ = caps::clear(None, CapSet::Ambient);
+    if p.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| Fail::engine(format!("prctl(PR_SET_NO_NEW_PRIVS): {e}")))?;
+    }
+    Ok(())
+}
+
+fn is_executable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file()
+}
+
+/// Finds the program like execvp with the container's PATH; podman's codes on failure.
+pub fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf, Fail> {
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        if !p.exists() {
+            return Err(Fail {
+                code: 127,
+                message: format!("{arg0}: no such file or directory"),
+            });
+        }
+        return Ok(p);
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut found_not_exec = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(arg0);
+        if is_executable(&cand) {
+            return Ok(cand);
+        }
+        if cand.is_file() && found_not_exec.is_none() {
+            found_not_exec = Some(cand);
+        }
+    }
+    match found_not_exec {
+        Some(p) => Err(Fail {
+            code: 126,
+            message: format!("{}: permission denied", p.display()),
+        }),
+        None => Err(Fail {
+            code: 127,
+            message: format!(
+                "executable file `{arg0}` not found in $PATH: No such file or directory"
+            ),
+        }),
+    }
+}
+
+/// Replaces this process with the container's program.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> Fail {
+    let cstr = |s: &str| CString::new(s.as_bytes()).unwrap_or_default();
+    let c_path = cstr(&path.display().to_string());
+    let c_args: Vec<CString> = args.iter().map(|a| cstr(a)).collect();
+    let c_env: Vec<CString> = env.iter().map(|e| cstr(e)).collect();
+    let err = match nix::unistd::execve(&c_path, &c_args, &c_env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = match err {
+        nix::errno::Errno::ENOENT => 127,
+        nix::errno::Errno::EACCES | nix::errno::Errno::ENOEXEC | nix::errno::Errno::EPERM => 126,
+        _ => 125,
+    };
+    Fail {
+        code,
+        message: format!("{}: {}", path.display(), err.desc().to_lowercase()),
+    }
+}

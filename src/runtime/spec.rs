@@ -1,0 +1,529 @@
+//! Builds the OCI runtime spec for a container from its image config and the user's
+//! flags, with podman's defaults (capabilities, masked paths, mounts, rlimits).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capability, Linux, LinuxCapabilities, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
+    LinuxNamespaceType, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root,
+    Spec, User,
+};
+
+use super::{CreateOptions, NetworkMode, RuntimeError};
+use crate::userns::IdMapping;
+
+/// podman's default capability set.
+pub const DEFAULT_CAPS: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::NetBindService,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysChroot,
+];
+
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/fs/selinux",
+    "/sys/dev/block",
+];
+
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Annotation carrying the `--user` value: names resolve against the container's own
+/// /etc/passwd, which only exists once the rootfs is mounted.
+pub const USER_ANNOTATION: &str = "io.skiff.user";
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything the spec is made from.
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub image: &'a ImageConfiguration,
+    pub opts: &'a CreateOptions,
+    pub mapping: Option<&'a IdMapping>,
+    pub network: NetworkMode,
+    pub hostname: String,
+    /// Files in the bundle bind-mounted into the container: (source, destination).
+    pub generated: Vec<(PathBuf, &'static str)>,
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+/// The command the container runs: entrypoint + cmd, with docker's override rules.
+pub fn command(
+    image: &ImageConfiguration,
+    opts: &CreateOptions,
+) -> Result<Vec<String>, RuntimeError> {
+    let cfg = image.config().as_ref();
+    let (entrypoint, default_cmd) = match &opts.entrypoint {
+        // An explicit --entrypoint drops the image's CMD, as docker and podman do.
+        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
+        Some(e) => (vec![e.clone()], Vec::new()),
+        None => (
+            cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default(),
+            cfg.and_then(|c| c.cmd().clone()).unwrap_or_default(),
+        ),
+    };
+    let cmd = if opts.command.is_empty() {
+        default_cmd
+    } else {
+        opts.command.clone()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(RuntimeError::BadFlag {
+            flag: "command",
+            detail: "no command or entrypoint provided, and no CMD or ENTRYPOINT from image".into(),
+        });
+    }
+    Ok(args)
+}
+
+/// The container's environment: image env, then --env-file, then -e (later wins).
+pub fn environment(
+    image: &ImageConfiguration,
+    opts: &CreateOptions,
+    hostname: &str,
+) -> Result<Vec<String>, RuntimeError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut vals: HashMap<String, String> = HashMap::new();
+    let mut set = |kv: &str| {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            // `-e NAME` takes the value from the caller's environment, if set.
+            None => (kv.to_string(), std::env::var(kv).ok()),
+        };
+        if k.is_empty() {
+            return;
+        }
+        if let Some(v) = v {
+            if !vals.contains_key(&k) {
+                order.push(k.clone());
+            }
+            vals.insert(k, v);
+        }
+    };
+    set(DEFAULT_PATH);
+    if let Some(env) = image.config().as_ref().and_then(|c| c.env().clone()) {
+        for e in env {
+            set(&e);
+        }
+    }
+    set("container=skiff");
+    set(&format!("HOSTNAME={hostname}"));
+    for f in &opts.env_files {
+        let text = std::fs::read_to_string(f).map_err(|e| RuntimeError::BadFlag {
+            flag: "--env-file",
+            detail: format!("cannot read {}: {e}", f.display()),
+        })?;
+        for line in text.lines() {
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                set(line);
+            }
+        }
+    }
+    for e in &opts.env {
+        set(e);
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| {
+            let v = &vals[&k];
+            format!("{k}={v}")
+        })
+        .collect())
+}
+
+/// A parsed `-v SRC:DST[:OPTS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub source: PathBuf,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+/// Parses a bind volume the way podman does; named volumes arrive with their own issue.
+pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
+    let bad = |detail: String| RuntimeError::BadFlag {
+        flag: "--volume",
+        detail,
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(bad(format!(
+                "invalid volume {spec:?}: expected SRC:DST[:OPTIONS]"
+            )))
+        }
+    };
+    if !dst.starts_with('/') {
+        return Err(bad(format!(
+            "invalid volume {spec:?}: container path {dst:?} must be absolute"
+        )));
+    }
+    if !(src.starts_with('/') || src.starts_with('.')) {
+        return Err(bad(format!(
+            "invalid volume {spec:?}: named volumes are not supported yet, give an absolute host path"
+        )));
+    }
+    let source = std::fs::canonicalize(src)
+        .map_err(|e| bad(format!("invalid volume {spec:?}: host path {src}: {e}")))?;
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" | "rprivate"
+            | "private" | "rslave" | "slave" | "rshared" | "shared" => options.push(o.to_string()),
+            "z" | "Z" | "bind" | "rbind" => {}
+            other => {
+                return Err(bad(format!(
+                    "invalid volume {spec:?}: unknown option {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(Volume {
+        source,
+        destination: dst.to_string(),
+        options,
+    })
+}
+
+fn to_id_mappings(v: &[crate::userns::IdRange]) -> Vec<LinuxIdMapping> {
+    v.iter()
+        .filter_map(|r| {
+            LinuxIdMappingBuilder::default()
+                .container_id(r.inside)
+                .host_id(r.outside)
+                .size(r.count)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// Raises the soft limit to the current hard limit, as podman does; never above it, since
+/// raising a hard limit needs CAP_SYS_RESOURCE, which even root may lack here.
+fn rlimit(typ: PosixRlimitType, res: nix::sys::resource::Resource) -> Option<PosixRlimit> {
+    let (_, hard) = nix::sys::resource::getrlimit(res).unwrap_or((1024, 1024));
+    PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(hard)
+        .hard(hard)
+        .build()
+        .ok()
+}
+
+/// Builds the spec.
+pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
+    let opts = inp.opts;
+    let cfg = inp.image.config().as_ref();
+    let mut process = Process::default();
+    process.set_terminal(Some(false));
+    process.set_args(Some(command(inp.image, opts)?));
+    process.set_env(Some(environment(inp.image, opts, &inp.hostname)?));
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    if !cwd.starts_with('/') {
+        return Err(RuntimeError::BadFlag {
+            flag: "--workdir",
+            detail: format!("working directory {cwd:?} must be absolute"),
+        });
+    }
+    process.set_cwd(PathBuf::from(cwd));
+    let user_str = opts
+        .user
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.user().clone()))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "0".to_string());
+    let mut user = User::default();
+    let (u, g) = user_str.split_once(':').unwrap_or((&user_str, ""));
+    user.set_uid(u.parse().unwrap_or(0));
+    user.set_gid(g.parse().unwrap_or(0));
+    process.set_user(user);
+    let caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    let mut lc = LinuxCapabilities::default();
+    lc.set_bounding(Some(caps.clone()));
+    lc.set_effective(Some(caps.clone()));
+    lc.set_permitted(Some(caps));
+    lc.set_inheritable(Some(HashSet::new()));
+    lc.set_ambient(Some(HashSet::new()));
+    process.set_capabilities(Some(lc));
+    process.set_rlimits(Some(
+        [
+            rlimit(
+                PosixRlimitType::RlimitNofile,
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+            ),
+            rlimit(
+                PosixRlimitType::RlimitNproc,
+                nix::sys::resource::Resource::RLIMIT_NPROC,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    ));
+    process.set_no_new_privileges(Some(false));
+
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(opts.read_only));
+
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ];
+    match inp.network {
+        NetworkMode::Host => mounts.push(mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )),
+        NetworkMode::None => mounts.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )),
+    }
+    for (src, dst) in &inp.generated {
+        let ro: &[&str] = if *dst == "/run/.containerenv" {
+            &["bind", "ro"]
+        } else {
+            &["bind"]
+        };
+        mounts.push(mount(dst, "bind", &src.display().to_string(), ro));
+    }
+    for v in &opts.volumes {
+        let vol = parse_volume(v)?;
+        let mut o: Vec<&str> = vec!["rbind"];
+        o.extend(vol.options.iter().map(String::as_str));
+        mounts.push(mount(
+            &vol.destination,
+            "bind",
+            &vol.source.display().to_string(),
+            &o,
+        ));
+    }
+    for t in &opts.tmpfs {
+        let (dst, o) = t.split_once(':').unwrap_or((t, ""));
+        if !dst.starts_with('/') {
+            return Err(RuntimeError::BadFlag {
+                flag: "--tmpfs",
+                detail: format!("invalid tmpfs {t:?}: path must be absolute"),
+            });
+        }
+        let mut options: Vec<&str> = vec!["rw", "noexec", "nosuid", "nodev"];
+        options.extend(o.split(',').filter(|s| !s.is_empty()));
+        mounts.push(mount(dst, "tmpfs", "tmpfs", &options));
+    }
+
+    let mut ns = vec![
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if inp.mapping.is_some() {
+        ns.insert(0, LinuxNamespaceType::User);
+    }
+    if inp.network == NetworkMode::None {
+        ns.push(LinuxNamespaceType::Network);
+    }
+    let mut linux = Linux::default();
+    linux.set_namespaces(Some(
+        ns.into_iter()
+            .map(|t| {
+                let mut n = LinuxNamespace::default();
+                n.set_typ(t);
+                n
+            })
+            .collect(),
+    ));
+    if let Some(m) = inp.mapping {
+        linux.set_uid_mappings(Some(to_id_mappings(&m.uids)));
+        linux.set_gid_mappings(Some(to_id_mappings(&m.gids)));
+    }
+    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+    linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    linux.set_resources(None);
+    linux.set_seccomp(None);
+    linux.set_devices(None);
+    linux.set_cgroups_path(None);
+
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_string());
+    spec.set_process(Some(process));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(inp.hostname.clone()));
+    spec.set_mounts(Some(mounts));
+    spec.set_linux(Some(linux));
+    spec.set_hooks(None);
+    let mut ann = HashMap::new();
+    ann.insert(USER_ANNOTATION.to_string(), user_str);
+    ann.insert("io.skiff.name".to_string(), inp.name.to_string());
+    ann.insert("io.skiff.id".to_string(), inp.id.to_string());
+    spec.set_annotations(Some(ann));
+    Ok(spec)
+}
+
+/// The spec's ID mapping, if the container has a user namespace.
+pub fn mapping_of(spec: &Spec) -> Option<IdMapping> {
+    let linux = spec.linux().as_ref()?;
+    let conv = |v: &Vec<LinuxIdMapping>| {
+        v.iter()
+            .map(|m| crate::userns::IdRange {
+                inside: m.container_id(),
+                outside: m.host_id(),
+                count: m.size(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let has_userns = linux
+        .namespaces()
+        .as_ref()
+        .map(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::User))
+        .unwrap_or(false);
+    if !has_userns {
+        return None;
+    }
+    Some(IdMapping {
+        uids: linux.uid_mappings().as_ref().map(conv).unwrap_or_default(),
+        gids: linux.gid_mappings().as_ref().map(conv).unwrap_or_default(),
+    })
+}
+
+/// Resolves `rootfs` relative to the bundle as OCI says.
+pub fn rootfs_path(bundle: &Path, spec: &Spec) -> PathBuf {
+    let p = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    if p.is_absolute() {
+        p
+    } else {
+        bundle.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_parsing() {
+        let v = parse_volume("/tmp:/data:ro").unwrap();
+        assert_eq!(v.destination, "/data");
+        assert_eq!(v.options, vec!["ro"]);
+        assert!(parse_volume("/tmp:data").is_err());
+        assert!(parse_volume("myvol:/data").is_err());
+        assert!(parse_volume("/tmp:/data:bogus").is_err());
+        assert!(parse_volume("/definitely/not/here:/data").is_err());
+    }
+
+    #[test]
+    fn command_override_rules() {
+        let img: ImageConfiguration = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/ep"],"Cmd":["a"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let mut o = CreateOptions::default();
+        assert_eq!(command(&img, &o).unwrap(), vec!["/ep", "a"]);
+        o.command = vec!["b".into()];
+        assert_eq!(command(&img, &o).unwrap(), vec!["/ep", "b"]);
+        o.entrypoint = Some("/x".into());
+        o.command.clear();
+        assert_eq!(command(&img, &o).unwrap(), vec!["/x"]);
+        o.entrypoint = Some(String::new());
+        assert!(command(&img, &o).is_err());
+    }
+
+    #[test]
+    fn env_later_wins() {
+        let img: ImageConfiguration = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1","PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let o = CreateOptions {
+            env: vec!["A=2".into(), "B=3".into()],
+            ..Default::default()
+        };
+        let env = environment(&img, &o, "h").unwrap();
+        assert!(env.contains(&"A=2".to_string()));
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert!(env.contains(&"B=3".to_string()));
+        assert!(env.contains(&"HOSTNAME=h".to_string()));
+    }
+}

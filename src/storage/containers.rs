@@ -1,0 +1,208 @@
+//! Container records. The configuration is stored as an opaque JSON document owned by the
+//! runtime; this module keeps names unique and states consistent.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::images::db_err;
+use super::{StorageError, Store};
+
+/// Lifecycle states, named as podman shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited => "exited",
+        }
+    }
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "exited" => State::Exited,
+            _ => State::Created,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub image_name: String,
+    pub command: Vec<String>,
+    pub created: i64,
+    pub state: State,
+    pub exit_code: Option<i32>,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    pub monitor_pid: Option<i32>,
+    pub monitor_start: Option<u64>,
+    pub pid: Option<i32>,
+    /// The runtime's JSON description of how to run the container.
+    pub config: String,
+}
+
+const COLS: &str = "id, name, image_id, image_name, command, created, state, exit_code, started, finished, monitor_pid, monitor_start, pid, config";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRecord> {
+    let cmd: String = r.get(4)?;
+    let state: String = r.get(6)?;
+    let ms: Option<i64> = r.get(11)?;
+    Ok(ContainerRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image_id: r.get(2)?,
+        image_name: r.get(3)?,
+        command: serde_json::from_str(&cmd).unwrap_or_default(),
+        created: r.get(5)?,
+        state: State::parse(&state),
+        exit_code: r.get(7)?,
+        started: r.get(8)?,
+        finished: r.get(9)?,
+        monitor_pid: r.get(10)?,
+        monitor_start: ms.map(|v| v as u64),
+        pid: r.get(12)?,
+        config: r.get(13)?,
+    })
+}
+
+impl Store {
+    /// Inserts a new container; fails with NameInUse when the name is taken.
+    pub fn insert_container(&mut self, c: &ContainerRecord) -> Result<(), StorageError> {
+        let cmd = serde_json::to_string(&c.command).unwrap_or_else(|_| "[]".into());
+        self.write(|tx| {
+            let existing: Option<String> = tx
+                .query_row("SELECT id FROM containers WHERE name = ?1", [&c.name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| db_err(tx, e))?;
+            if let Some(id) = existing {
+                return Err(StorageError::NameInUse {
+                    name: c.name.clone(),
+                    id,
+                });
+            }
+            tx.execute(
+                &format!("INSERT INTO containers ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+                params![
+                    c.id,
+                    c.name,
+                    c.image_id,
+                    c.image_name,
+                    cmd,
+                    c.created,
+                    c.state.as_str(),
+                    c.exit_code,
+                    c.started,
+                    c.finished,
+                    c.monitor_pid,
+                    c.monitor_start.map(|v| v as i64),
+                    c.pid,
+                    c.config
+                ],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    /// Looks a container up by exact name, full ID, or unique ID prefix.
+    pub fn find_container(&self, key: &str) -> Result<ContainerRecord, StorageError> {
+        let by_name = self
+            .conn
+            .query_row(
+                &format!("SELECT {COLS} FROM containers WHERE name = ?1 OR id = ?1"),
+                [key],
+                row,
+            )
+            .optional()
+            .map_err(self.err())?;
+        if let Some(c) = by_name {
+            return Ok(c);
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut st = self
+                .conn
+                .prepare(&format!(
+                    "SELECT {COLS} FROM containers WHERE id >= ?1 AND id < ?2 LIMIT 2"
+                ))
+                .map_err(self.err())?;
+            let upper = format!("{key}\u{7f}");
+            let v: Vec<ContainerRecord> = st
+                .query_map(params![key, upper], row)
+                .map_err(self.err())?
+                .collect::<Result<_, _>>()
+                .map_err(self.err())?;
+            match v.len() {
+                1 => return Ok(v.into_iter().next().expect("one element")),
+                0 => {}
+                _ => return Err(StorageError::Ambiguous(key.to_string())),
+            }
+        }
+        Err(StorageError::NoSuchContainer(key.to_string()))
+    }
+
+    /// All containers, newest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StorageError> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLS} FROM containers ORDER BY created DESC, id"
+            ))
+            .map_err(self.err())?;
+        let v = st
+            .query_map([], row)
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())?;
+        Ok(v)
+    }
+
+    /// Marks a container running under a monitor.
+    pub fn set_running(
+        &mut self,
+        id: &str,
+        monitor_pid: i32,
+        monitor_start: u64,
+        pid: i32,
+    ) -> Result<(), StorageError> {
+        let now = super::now();
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET state='running', started=?2, finished=NULL, exit_code=NULL, monitor_pid=?3, monitor_start=?4, pid=?5 WHERE id=?1",
+                params![id, now, monitor_pid, monitor_start as i64, pid],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    /// Records an exit (code, time) and forgets the monitor.
+    pub fn set_exited(&mut self, id: &str, code: i32, finished: i64) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET state='exited', exit_code=?2, finished=?3, monitor_pid=NULL, monitor_start=NULL, pid=NULL WHERE id=?1",
+                params![id, code, finished],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_container(&mut self, id: &str) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM containers WHERE id = ?1", [id])
+                .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! Unpacked layer directories, keyed by diff_id and ID mapping: file owners on disk depend
+//! on the mapping, so each mapping needs its own copy, shared by every image using it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::images::db_err;
+use super::{StorageError, Store};
+
+/// A short, stable directory name for a layer: short names keep the overlay mount option
+/// string (limited to one page) small enough for images with many layers.
+pub fn layer_dir_name(diff_id: &str, mapping: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(diff_id.as_bytes());
+    h.update([0]);
+    h.update(mapping.as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// What garbage collection found unreferenced: records are already gone, the caller
+/// removes the files (layer files may need the user namespace to delete).
+#[derive(Debug, Default)]
+pub struct Garbage {
+    pub layer_dirs: Vec<PathBuf>,
+    pub blobs: Vec<PathBuf>,
+}
+
+impl Store {
+    /// The directory of an unpacked layer, if it is recorded and present.
+    pub fn layer(&self, diff_id: &str, mapping: &str) -> Result<Option<PathBuf>, StorageError> {
+        let dir: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT dir FROM layers WHERE diff_id = ?1 AND mapping = ?2",
+                params![diff_id, mapping],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(dir
+            .map(|d| self.paths.layers().join(d))
+            .filter(|p| p.is_dir()))
+    }
+
+    pub fn record_layer(
+        &mut self,
+        diff_id: &str,
+        mapping: &str,
+        dir: &str,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO layers (diff_id, mapping, dir, size) VALUES (?1,?2,?3,?4)",
+                params![diff_id, mapping, dir, size as i64],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    /// Sum of the uncompressed sizes of the given layers under a mapping.
+    pub fn layers_size(&self, diff_ids: &[String], mapping: &str) -> Result<i64, StorageError> {
+        let mut total = 0i64;
+        for d in diff_ids {
+            let s: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT size FROM layers WHERE diff_id = ?1 AND mapping = ?2",
+                    params![d, mapping],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.err())?;
+            total += s.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Drops the records of layers and blobs no image refers to any more.
+    pub fn collect_garbage(&mut self) -> Result<Garbage, StorageError> {
+        let images = self.images()?;
+        let mut used_diffs = HashSet::new();
+        let mut used_blobs = HashSet::new();
+        for img in &images {
+            used_blobs.insert(img.config_digest());
+            used_blobs.insert(img.manifest_digest.clone());
+            for l in &img.layers {
+                used_diffs.insert(l.diff_id.clone());
+                used_blobs.insert(l.digest.clone());
+            }
+        }
+        let layers_dir = self.paths.layers();
+        let blobs_dir = self.paths.blobs();
+        let mut garbage = Garbage::default();
+        self.write(|tx| {
+            let rows: Vec<(String, String, String)> = {
+                let mut st = tx
+                    .prepare("SELECT diff_id, mapping, dir FROM layers")
+                    .map_err(|e| db_err(tx, e))?;
+                let v = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(|e| db_err(tx, e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| db_err(tx, e))?;
+                v
+            };
+            for (diff, mapping, dir) in rows {
+                if !used_diffs.contains(&diff) {
+                    tx.execute(
+                        "DELETE FROM layers WHERE diff_id = ?1 AND mapping = ?2",
+                        params![diff, mapping],
+                    )
+                    .map_err(|e| db_err(tx, e))?;
+                    garbage.layer_dirs.push(layers_dir.join(dir));
+                }
+            }
+            Ok(())
+        })?;
+        if let Ok(rd) = std::fs::read_dir(&blobs_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !used_blobs.contains(&format!("sha256:{name}")) {
+                    garbage.blobs.push(e.path());
+                }
+            }
+        }
+        Ok(garbage)
+    }
+}

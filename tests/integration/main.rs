@@ -1,0 +1,8 @@
+//! Integration tests: the real skiff binary, run as an unprivileged user (and as root),
+//! against a real local registry fed with images the tests build themselves.
+
+mod images;
+mod registry;
+mod util;
+
+mod smoke_fixtures;
