@@ -27,14 +27,6 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 impl Exit {
-    /// Exit silently with the container's own code.
-    pub fn code(code: i32) -> anyhow::Error {
-        Exit {
-            code,
-            message: None,
-        }
-        .into()
-    }
     /// Exit with a message and a specific code.
     pub fn with(code: i32, message: impl Into<String>) -> anyhow::Error {
         Exit {

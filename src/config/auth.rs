@@ -1,6 +1,10 @@
 //! Registry credentials in containers-auth.json(5) / docker config.json files, read
 //! in podman's order so `podman login` and `docker login` keep working for skiff.
 
+// store/remove back `skiff login`/`logout`, which arrive with the images issue; they are
+// unit-tested here already.
+#![allow(dead_code)]
+
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;

@@ -85,9 +85,6 @@ impl Paths {
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.containers().join(id)
     }
-    pub fn container_run_dir(&self, id: &str) -> PathBuf {
-        self.runroot.join("containers").join(id)
-    }
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -124,11 +121,6 @@ fn xdg(var: &str, default_under_home: &str) -> Result<PathBuf, ConfigError> {
 /// `$XDG_DATA_HOME`, defaulting to `~/.local/share`.
 pub fn data_home() -> Result<PathBuf, ConfigError> {
     xdg("XDG_DATA_HOME", ".local/share")
-}
-
-/// `$XDG_CONFIG_HOME`, defaulting to `~/.config`.
-pub fn config_home() -> Result<PathBuf, ConfigError> {
-    xdg("XDG_CONFIG_HOME", ".config")
 }
 
 /// `$XDG_RUNTIME_DIR`, or, when unset (su, cron), a private directory under /tmp as

@@ -355,6 +355,7 @@ impl Registries {
 
     /// Where to push `r`: podman applies neither location rewriting nor mirrors nor
     /// `blocked` to pushes, only `insecure`.
+    #[allow(dead_code)] // used by `skiff push` (images issue)
     pub fn push_endpoint(&self, r: &Reference) -> Endpoint {
         let insecure = self.find(r).is_some_and(|(e, _)| e.insecure);
         endpoint(r, insecure, false)

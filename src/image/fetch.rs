@@ -100,7 +100,12 @@ pub async fn fetch_and_unpack(
         (Err(e), _) => Err(e),
         (Ok(_), None) => Err(job.err("unpack helper exited without a report")),
         (Ok(blob), Some(s)) => match s.diff_id {
-            Some(d) if d == job.diff_id => Ok((blob, s.size)),
+            Some(d) if d == job.diff_id => {
+                for sk in &s.skipped {
+                    tracing::debug!(layer = %job.digest, entry = %sk, "skipped");
+                }
+                Ok((blob, s.size))
+            }
             Some(actual) => Err(ImageError::DiffIdMismatch {
                 image: job.image.clone(),
                 digest: job.digest.clone(),

@@ -6,7 +6,7 @@ pub mod pull;
 pub mod reference;
 mod registry;
 
-pub use pull::{pull, PullOptions, PullPolicy};
+pub use pull::pull;
 
 use std::path::PathBuf;
 

@@ -71,6 +71,7 @@ impl Reference {
     }
 
     /// The same repository path on another registry (mirrors, location rewrites, push).
+    #[allow(dead_code)] // used by push and mirrors (images issue)
     pub fn with_registry(&self, registry: &str) -> Reference {
         Reference {
             registry: registry.to_string(),
@@ -202,12 +203,14 @@ pub fn parse_short(s: &str) -> Result<ShortOrFull, ReferenceError> {
 /// Whether `s` could abbreviate an image or container ID (3 to 64 lowercase hex
 /// characters). Such strings can also be valid short names (`abc`, `cafe`), so
 /// callers try local IDs first, as podman does.
+#[allow(dead_code)] // image filters (ecosystem issue)
 pub fn is_image_id_prefix(s: &str) -> bool {
     (3..=64).contains(&s.len()) && is_lower_hex(s)
 }
 
 /// Returns the hex part of an ID given as `sha256:<hex>` or bare `<hex>` (3..=64
 /// lowercase hex), so `inspect sha256:abc…` and `inspect abc…` find the same image.
+#[allow(dead_code)] // image filters (ecosystem issue)
 pub fn image_id_prefix(s: &str) -> Option<&str> {
     let hex = s.strip_prefix("sha256:").unwrap_or(s);
     is_image_id_prefix(hex).then_some(hex)

@@ -88,10 +88,6 @@ impl BlobWriter {
         format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
     }
 
-    pub fn expected(&self) -> &str {
-        &self.expected
-    }
-
     /// Verifies the digest and moves the blob into place.
     pub fn commit(self) -> Result<(), StorageError> {
         let actual = self.actual_digest();

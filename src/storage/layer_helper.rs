@@ -16,6 +16,8 @@ pub struct Summary {
     pub diff_id: Option<String>,
     pub size: u64,
     pub error: Option<String>,
+    /// Entries the kernel refused (device nodes in a user namespace), already warned about.
+    pub skipped: Vec<String>,
 }
 
 /// Arguments of the hidden `__unpack-layer` command.
@@ -29,19 +31,6 @@ pub struct HelperArgs {
     pub media_type: String,
     #[arg(long)]
     pub trusted_xattrs: bool,
-}
-
-/// Maps a layer media type to its compression; unknown types are sniffed by the unpacker.
-pub fn compression_of(media_type: &str) -> Option<Compression> {
-    if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
-        Some(Compression::Zstd)
-    } else if media_type.ends_with("gzip") {
-        Some(Compression::Gzip)
-    } else if media_type.ends_with(".tar") || media_type.ends_with("tar") {
-        Some(Compression::None)
-    } else {
-        None
-    }
 }
 
 /// Entry point of the helper; returns the process exit code.
@@ -65,11 +54,17 @@ pub fn main(args: &HelperArgs) -> i32 {
     let result = unpack_into(args, &tmp);
     let summary = match &result {
         Ok(s) => Summary {
+            skipped: s
+                .skipped
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.reason))
+                .collect(),
             diff_id: Some(s.diff_id.clone()),
             size: s.uncompressed_size,
             error: None,
         },
         Err(e) => Summary {
+            skipped: Vec::new(),
             diff_id: None,
             size: 0,
             error: Some(e.clone()),
@@ -118,7 +113,7 @@ fn unpack_into(args: &HelperArgs, tmp: &Path) -> Result<unpack::UnpackSummary, S
         },
         ..UnpackOptions::default()
     };
-    let compression = compression_of(&args.media_type);
+    let compression = Compression::from_media_type(&args.media_type);
     let s = match compression {
         Some(c) => unpack::unpack_layer(reader, c, tmp, &opts),
         None => {

@@ -5,7 +5,7 @@
 mod helper;
 mod subid;
 
-pub use helper::{enter_from_parent, spawn_helper, HelperChild, SYNC_FD_ENV};
+pub use helper::{enter_from_parent, spawn_helper};
 pub use subid::{lookup_subids, SubIdRange};
 
 use std::path::PathBuf;
@@ -129,11 +129,6 @@ impl IdMapping {
         format!("u{};g{}", fmt(&self.uids), fmt(&self.gids))
     }
 
-    /// Maps an ID inside the namespace to the host (used to report file owners).
-    pub fn uid_to_host(&self, id: u32) -> Option<u32> {
-        map_id(&self.uids, id)
-    }
-
     /// Writes the mapping for process `pid`, which must have unshared a user namespace
     /// and be waiting. Called by the parent, after the child exists, before it goes on.
     pub fn apply(&self, pid: i32) -> Result<(), UsernsError> {
@@ -156,13 +151,6 @@ impl IdMapping {
         write("setgroups", "deny\n".to_string())?;
         write("gid_map", line(&self.gids[0]))
     }
-}
-
-fn map_id(ranges: &[IdRange], id: u32) -> Option<u32> {
-    ranges
-        .iter()
-        .find(|r| id >= r.inside && id - r.inside < r.count)
-        .map(|r| r.outside + (id - r.inside))
 }
 
 fn run_map_tool(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), UsernsError> {
@@ -222,9 +210,6 @@ mod tests {
             }],
         };
         assert_eq!(m.key(), "u0:1000:1,1:100000:65536;g0:1000:1");
-        assert_eq!(m.uid_to_host(0), Some(1000));
-        assert_eq!(m.uid_to_host(1000), Some(100999));
-        assert_eq!(m.uid_to_host(65537), None);
         assert!(!m.is_single());
     }
 }
