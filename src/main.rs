@@ -44,6 +44,7 @@ fn init_logging(level: &str) {
         .with_max_level(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }

@@ -54,7 +54,22 @@ fn k<T>(r: nix::Result<T>, what: &str) -> Result<T, Fail> {
     r.map_err(|e| Fail::engine(format!("{what}: {e}")))
 }
 
+/// Closes every fd above stderr except the sync socket: the monitor's database and
+/// anything it inherited must not be reachable from the container, even before exec.
+fn close_stray_fds(keep: i32) {
+    // SAFETY: close_range only closes descriptors; none of them is used again by this
+    // process (the Rust objects owning them live in the parent's memory image and are
+    // never dropped here, since the child ends in execve or _exit).
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+    }
+}
+
 fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
+    close_stray_fds(a.sock.as_raw_fd());
     k(
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
         "prctl(PR_SET_PDEATHSIG)",
@@ -196,7 +211,6 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             libc::CLOSE_RANGE_CLOEXEC,
         );
     }
-    let _ = a.sock.as_raw_fd();
     Err(process::exec(&prog, &args, &env))
 }
 

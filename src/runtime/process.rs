@@ -181,8 +181,12 @@ pub fn become_user(p: &Process, id: &Identity) -> Result<(), Fail> {
         .map(|g| nix::unistd::Gid::from_raw(*g))
         .collect();
     if let Err(e) = nix::unistd::setgroups(&gids) {
-        // setgroups is denied under a single-ID mapping; only fail if groups were wanted.
-        if !gids.is_empty() {
+        // Under a single-ID mapping the kernel denies setgroups for good; the process
+        // keeps the host's groups (shown as nogroup), as with podman.
+        let denied = std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "deny")
+            .unwrap_or(false);
+        if !denied {
             return Err(Fail::engine(format!("setgroups {:?}: {e}", id.groups)));
         }
     }

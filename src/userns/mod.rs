@@ -100,14 +100,15 @@ impl IdMapping {
             uids: build(uid, subuids),
             gids: build(gid, subgids),
         };
+        static WARNED: std::sync::Once = std::sync::Once::new();
         if m.is_single() {
-            tracing::warn!(
+            WARNED.call_once(|| tracing::warn!(
                 "no subordinate IDs for {} in /etc/subuid and /etc/subgid: using a single-ID mapping, \
                  images with files owned by other users will fail; ask an admin to run \
                  `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {}`",
                 name.as_deref().unwrap_or("your user"),
                 name.as_deref().unwrap_or("USER")
-            );
+            ));
         }
         Ok(m)
     }
