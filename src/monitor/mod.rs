@@ -54,8 +54,10 @@ pub fn main(paths: &Paths, args: &MonitorArgs) -> i32 {
     } else {
         None
     };
+    // Reporting closes the socket: the starting CLI reads to EOF, so it must see EOF as
+    // soon as the container runs, not when it exits.
     let mut report = |msg: &str| {
-        if let Some(s) = sync.as_mut() {
+        if let Some(mut s) = sync.take() {
             let _ = s.write_all(msg.as_bytes());
         }
     };
