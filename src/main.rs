@@ -40,12 +40,26 @@ fn init_logging(level: &str) {
         "trace" => tracing::Level::TRACE,
         _ => tracing::Level::WARN,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // skiff's own events at the chosen level; the HTTP stack's only from trace on, so
+    // `--log-level debug` reads as a list of skiff's kernel calls and requests.
+    let others = if filter == tracing::Level::TRACE {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN.min(filter)
+    };
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_target("skiff", filter)
+        .with_default(others);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(targets)
         .init();
 }
 

@@ -225,7 +225,7 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
         println!("Deleted: {}", img.id);
     }
     let garbage = store.collect_garbage()?;
-    crate::runtime::remove_trees(&ctx.paths, &garbage.layer_dirs)?;
+    crate::userns::remove_trees(&ctx.paths, &garbage.layer_dirs)?;
     for b in garbage.blobs {
         let _ = std::fs::remove_file(b);
     }

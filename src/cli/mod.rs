@@ -144,7 +144,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Info(a) => system::info(&ctx, a),
         Command::Monitor(a) => Ok(crate::monitor::main(&ctx.paths, &a)),
         Command::UnpackLayer(a) => Ok(crate::storage::layer_helper::main(&a)),
-        Command::RmTree { dirs } => Ok(crate::runtime::rm_tree_main(&ctx.paths, &dirs)),
+        Command::RmTree { dirs } => Ok(crate::userns::rm_tree_main(&ctx.paths, &dirs)),
         Command::UnshareHelper { command } => Ok(system::unshare_helper(&ctx, &command)),
     }
 }

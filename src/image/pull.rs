@@ -75,6 +75,17 @@ pub fn get_image(
 pub fn pull(store: &mut Store, input: &str, opts: &PullOptions) -> Result<ImageRecord, ImageError> {
     let cands = candidates(input)?;
     let regs = Registries::load()?;
+    // A pull killed earlier (kill -9, power loss) leaves temp files that nothing uses;
+    // clear them so they do not pile up. Their owners' pids tell live from dead.
+    let (dirs, blobs) = store.stale_temps();
+    for b in blobs {
+        let _ = std::fs::remove_file(b);
+    }
+    if !dirs.is_empty() {
+        if let Err(e) = crate::userns::remove_trees(&store.paths, &dirs) {
+            tracing::warn!(error = %e, "cannot remove temp layers of an interrupted pull");
+        }
+    }
     let progress = Progress::new(opts.quiet);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

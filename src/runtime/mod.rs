@@ -103,84 +103,10 @@ pub struct ContainerConfig {
 }
 
 /// Removes a container directory. Rootless containers leave files owned by subordinate
-/// IDs (and overlay's mode-000 work dir), so the removal runs in a helper inside the
-/// user's user namespace.
+/// IDs (and overlay's mode-000 work dir), so the removal runs inside the user namespace.
 pub fn remove_container_dir(
     paths: &crate::config::Paths,
     dir: &std::path::Path,
 ) -> Result<(), RuntimeError> {
-    remove_trees(paths, &[dir.to_path_buf()])
-}
-
-/// Removes trees under the store root, entering the user namespace when rootless.
-pub fn remove_trees(paths: &crate::config::Paths, dirs: &[PathBuf]) -> Result<(), RuntimeError> {
-    let dirs: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    if !paths.rootless {
-        for d in dirs {
-            std::fs::remove_dir_all(d).map_err(|source| RuntimeError::Io {
-                path: d.clone(),
-                source,
-            })?;
-        }
-        return Ok(());
-    }
-    let mapping = crate::userns::IdMapping::for_current_user(paths.uid, paths.gid)?;
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "--root".into(),
-        paths.root.clone().into(),
-        "--runroot".into(),
-        paths.runroot.clone().into(),
-        "__rm-tree".into(),
-    ];
-    args.extend(dirs.iter().map(|d| d.as_os_str().to_owned()));
-    let mut h = crate::userns::spawn_helper(
-        std::path::Path::new("/proc/self/exe"),
-        &args,
-        Some(&mapping),
-        |_| {},
-    )?;
-    let status = h.child.wait().map_err(|source| RuntimeError::Io {
-        path: dirs[0].clone(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(RuntimeError::Io {
-            path: dirs[0].clone(),
-            source: std::io::Error::other("removal inside the user namespace failed"),
-        });
-    }
-    Ok(())
-}
-
-/// The `__rm-tree` helper: removes trees from inside the user namespace. Only paths
-/// under the store root are accepted, so the helper cannot be turned against other files.
-pub fn rm_tree_main(paths: &crate::config::Paths, dirs: &[PathBuf]) -> i32 {
-    if let Err(e) = crate::userns::enter_from_parent() {
-        eprintln!("Error: {e}");
-        return 125;
-    }
-    let mut code = 0;
-    for d in dirs {
-        if !d.starts_with(&paths.root)
-            || d.components().any(|c| c == std::path::Component::ParentDir)
-        {
-            eprintln!(
-                "Error: refusing to remove {}: not under {}",
-                d.display(),
-                paths.root.display()
-            );
-            code = 125;
-            continue;
-        }
-        if let Err(e) = std::fs::remove_dir_all(d) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("Error: removing {}: {e}", d.display());
-                code = 125;
-            }
-        }
-    }
-    code
+    Ok(crate::userns::remove_trees(paths, &[dir.to_path_buf()])?)
 }

@@ -68,10 +68,11 @@ pub struct BlobWriter {
 impl BlobWriter {
     pub fn create(store: &Store, digest: &str) -> Result<BlobWriter, StorageError> {
         let dest = store.blob_path(digest)?;
-        let tmp = store
-            .paths
-            .tmp()
-            .join(format!("blob-{}", hex::encode(super::random_bytes::<8>())));
+        let tmp = store.paths.tmp().join(format!(
+            "blob-{}-{}",
+            std::process::id(),
+            hex::encode(super::random_bytes::<4>())
+        ));
         let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
         Ok(BlobWriter {
             file,

@@ -47,8 +47,9 @@ pub fn main(args: &HelperArgs) -> i32 {
         }
     };
     let tmp = args.layers_dir.join(format!(
-        ".tmp-{}-{}",
+        ".tmp-{}-{}-{}",
         args.name,
+        std::process::id(),
         hex::encode(super::random_bytes::<4>())
     ));
     let result = unpack_into(args, &tmp);

@@ -131,3 +131,57 @@ impl Store {
         Ok(garbage)
     }
 }
+
+/// The pid embedded in a temp name `<prefix><...>-<pid>-<rand>`.
+fn temp_owner(name: &str) -> Option<i32> {
+    let mut parts = name.rsplit('-');
+    parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+impl Store {
+    /// Temp layer dirs and blob files left by pulls that were killed (their pid is gone).
+    /// Live pulls keep theirs. Returns (layer dirs, blob files) for the caller to remove.
+    pub fn stale_temps(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let dead = |name: &str| {
+            temp_owner(name)
+                .map(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+                .unwrap_or(true)
+        };
+        let scan = |dir: PathBuf, prefix: &str| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.starts_with(prefix) && dead(&n)
+                })
+                .map(|e| e.path())
+                .collect()
+        };
+        (
+            scan(self.paths.layers(), ".tmp-"),
+            scan(self.paths.tmp(), "blob-"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_carry_their_pid() {
+        assert_eq!(
+            temp_owner(".tmp-0123456789abcdef-4242-deadbeef"),
+            Some(4242)
+        );
+        assert_eq!(temp_owner("blob-77-cafe"), Some(77));
+        assert_eq!(temp_owner("blob-x"), None);
+        assert_ne!(
+            layer_dir_name("sha256:a", "host"),
+            layer_dir_name("sha256:a", "u0:1:1")
+        );
+    }
+}

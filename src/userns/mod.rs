@@ -3,9 +3,11 @@
 //! exec'd helper enter such a namespace before it does any work.
 
 mod helper;
+mod remove;
 mod subid;
 
 pub use helper::{enter_from_parent, spawn_helper};
+pub use remove::{remove_trees, rm_tree_main};
 pub use subid::{lookup_subids, SubIdRange};
 
 use std::path::PathBuf;

@@ -6,3 +6,9 @@ mod registry;
 mod util;
 
 mod smoke_fixtures;
+
+mod support;
+
+mod bad_input;
+mod foundation;
+mod unpack;
