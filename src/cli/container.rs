@@ -6,11 +6,10 @@ use std::process::{Command, Stdio};
 
 use clap::Args;
 
-use super::format::{ago, human_duration, rfc3339, table};
 use super::image::{pull_options, user_mapping};
 use super::{Ctx, Exit};
-use crate::image::pull::{find_local, get_image, PullPolicy};
-use crate::runtime::{ContainerConfig, CreateOptions};
+use crate::image::pull::{get_image, PullPolicy};
+use crate::runtime::CreateOptions;
 use crate::storage::containers::{ContainerRecord, State};
 use crate::storage::Store;
 
@@ -105,22 +104,6 @@ pub struct StartArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PsArgs {
-    /// Show all containers, not only running ones
-    #[arg(short, long)]
-    pub all: bool,
-    /// Show only container IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Do not truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Output format: json
-    #[arg(long)]
-    pub format: Option<String>,
-}
-
-#[derive(Debug, Args)]
 pub struct RmArgs {
     /// Stop running containers first (SIGKILL)
     #[arg(short, long)]
@@ -130,15 +113,6 @@ pub struct RmArgs {
     pub all: bool,
     #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// Only look at this kind of object: container or image
-    #[arg(long = "type", short = 't')]
-    pub kind: Option<String>,
-    #[arg(required = true)]
-    pub names: Vec<String>,
 }
 
 fn policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -250,7 +224,10 @@ fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
 }
 
 /// Brings a record up to date: a running container whose monitor is gone has exited.
-fn refresh(store: &mut Store, mut c: ContainerRecord) -> anyhow::Result<ContainerRecord> {
+pub(super) fn refresh(
+    store: &mut Store,
+    mut c: ContainerRecord,
+) -> anyhow::Result<ContainerRecord> {
     if c.state == State::Running {
         let alive = match (c.monitor_pid, c.monitor_start) {
             (Some(p), Some(s)) => crate::monitor::is_alive(p, s),
@@ -306,100 +283,6 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
         println!("{name}");
     }
     Ok(code)
-}
-
-fn status_text(c: &ContainerRecord) -> String {
-    let now = crate::storage::now();
-    match c.state {
-        State::Created => "Created".into(),
-        State::Running => format!("Up {}", human_duration(now - c.started.unwrap_or(now))),
-        State::Exited => format!(
-            "Exited ({}) {} ago",
-            c.exit_code.unwrap_or(0),
-            human_duration(now - c.finished.unwrap_or(now))
-        ),
-    }
-}
-
-pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
-    let mut store = Store::open(&ctx.paths)?;
-    let mut list = Vec::new();
-    for c in store.containers()? {
-        let c = refresh(&mut store, c)?;
-        if a.all || c.state == State::Running {
-            list.push(c);
-        }
-    }
-    if a.format.as_deref() == Some("json") {
-        let v: Vec<serde_json::Value> = list.iter().map(ps_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
-    } else if let Some(f) = &a.format {
-        return Err(Exit::with(
-            125,
-            format!("--format {f:?} is not supported yet: use json"),
-        ));
-    }
-    let id = |c: &ContainerRecord| {
-        if a.no_trunc {
-            c.id.clone()
-        } else {
-            c.id[..12].to_string()
-        }
-    };
-    if a.quiet {
-        for c in &list {
-            println!("{}", id(c));
-        }
-        return Ok(0);
-    }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|c| {
-            let mut cmd = c.command.join(" ");
-            if !a.no_trunc && cmd.chars().count() > 20 {
-                cmd = cmd.chars().take(17).collect::<String>() + "...";
-            }
-            vec![
-                id(c),
-                c.image_name.clone(),
-                cmd,
-                ago(c.created),
-                status_text(c),
-                String::new(),
-                c.name.clone(),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    );
-    Ok(0)
-}
-
-fn ps_json(c: &ContainerRecord) -> serde_json::Value {
-    serde_json::json!({
-        "Id": c.id,
-        "Names": [c.name],
-        "Image": c.image_name,
-        "ImageID": c.image_id,
-        "Command": c.command,
-        "Created": c.created,
-        "State": c.state.as_str(),
-        "Status": status_text(c),
-        "ExitCode": c.exit_code.unwrap_or(0),
-        "Exited": c.state == State::Exited,
-        "Pid": c.pid.unwrap_or(0),
-    })
 }
 
 /// Stops a running container by killing it and waiting for its monitor to record it.
@@ -458,149 +341,5 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
         let _ = std::fs::remove_file(&lock);
         println!("{name}");
     }
-    Ok(code)
-}
-
-fn container_json(
-    store: &Store,
-    ctx: &Ctx,
-    c: &ContainerRecord,
-) -> anyhow::Result<serde_json::Value> {
-    let cfg: Option<ContainerConfig> = serde_json::from_str(&c.config).ok();
-    let spec = crate::runtime::bundle::load_spec(&ctx.paths.container_dir(&c.id)).ok();
-    let process = spec.as_ref().and_then(|s| s.process().clone());
-    let mounts: Vec<serde_json::Value> = spec
-        .as_ref()
-        .and_then(|s| s.mounts().clone())
-        .unwrap_or_default()
-        .iter()
-        .filter(|m| {
-            m.typ().as_deref() == Some("bind")
-                && !m.source().as_ref().is_some_and(|s| {
-                    s.starts_with(ctx.paths.container_dir(&c.id)) || s.as_os_str() == "/sys"
-                })
-        })
-        .map(|m| {
-            let opts = m.options().clone().unwrap_or_default();
-            serde_json::json!({
-                "Type": "bind",
-                "Source": m.source(),
-                "Destination": m.destination(),
-                "Options": opts,
-                "RW": !opts.iter().any(|o| o == "ro"),
-            })
-        })
-        .collect();
-    let o = cfg.as_ref().map(|c| c.options.clone()).unwrap_or_default();
-    let _ = store;
-    Ok(serde_json::json!({
-        "Id": c.id,
-        "Created": rfc3339(c.created),
-        "Path": c.command.first(),
-        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
-        "State": {
-            "Status": c.state.as_str(),
-            "Running": c.state == State::Running,
-            "Paused": false,
-            "Restarting": false,
-            "OOMKilled": false,
-            "Dead": false,
-            "Pid": c.pid.unwrap_or(0),
-            "ExitCode": c.exit_code.unwrap_or(0),
-            "Error": "",
-            "StartedAt": c.started.map(rfc3339).unwrap_or_default(),
-            "FinishedAt": c.finished.map(rfc3339).unwrap_or_default(),
-        },
-        "Image": c.image_id,
-        "ImageName": c.image_name,
-        "Rootfs": "",
-        "Name": c.name,
-        "RestartCount": 0,
-        "Driver": "overlay",
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": spec.as_ref().and_then(|s| s.hostname().clone()).unwrap_or_default(),
-            "User": o.user.clone().unwrap_or_default(),
-            "Env": process.as_ref().and_then(|p| p.env().clone()).unwrap_or_default(),
-            "Cmd": c.command,
-            "Image": c.image_name,
-            "WorkingDir": process.as_ref().map(|p| p.cwd().display().to_string()).unwrap_or_default(),
-            "Entrypoint": o.entrypoint,
-            "Tty": false,
-            "OpenStdin": o.interactive,
-        },
-        "HostConfig": {
-            "NetworkMode": o.network.clone().unwrap_or_else(|| "none".into()),
-            "ReadonlyRootfs": o.read_only,
-            "AutoRemove": o.rm,
-            "Binds": o.volumes,
-        },
-        "NetworkSettings": { "Ports": {} },
-    }))
-}
-
-fn image_json(
-    store: &Store,
-    img: &crate::storage::images::ImageRecord,
-) -> anyhow::Result<serde_json::Value> {
-    let config: serde_json::Value =
-        serde_json::from_slice(&store.read_blob(&img.config_digest())?)?;
-    let repo_digests: Vec<String> = img
-        .names
-        .iter()
-        .map(|n| {
-            let repo = n
-                .rsplit_once(':')
-                .filter(|(_, t)| !t.contains('/'))
-                .map(|(r, _)| r)
-                .unwrap_or(n);
-            format!("{repo}@{}", img.manifest_digest)
-        })
-        .collect();
-    Ok(serde_json::json!({
-        "Id": img.id,
-        "Digest": img.manifest_digest,
-        "RepoTags": img.names,
-        "RepoDigests": repo_digests,
-        "Created": img.created,
-        "Config": config.get("config").cloned().unwrap_or(serde_json::json!({})),
-        "Architecture": img.arch,
-        "Os": img.os,
-        "Size": img.size,
-        "RootFS": {"Type": "layers", "Layers": img.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-        "History": config.get("history").cloned().unwrap_or(serde_json::json!([])),
-        "ManifestType": img.manifest_media_type,
-    }))
-}
-
-pub fn inspect(ctx: &Ctx, a: InspectArgs) -> anyhow::Result<i32> {
-    let mut store = Store::open(&ctx.paths)?;
-    let kind = a.kind.as_deref().unwrap_or("all");
-    if !["all", "container", "image"].contains(&kind) {
-        return Err(Exit::with(
-            125,
-            format!("--type {kind:?}: use container or image"),
-        ));
-    }
-    let mut out = Vec::new();
-    let mut code = 0;
-    for n in &a.names {
-        if kind != "image" {
-            if let Ok(c) = store.find_container(n) {
-                let c = refresh(&mut store, c)?;
-                out.push(container_json(&store, ctx, &c)?);
-                continue;
-            }
-        }
-        if kind != "container" {
-            if let Ok(img) = find_local(&store, n) {
-                out.push(image_json(&store, &img)?);
-                continue;
-            }
-        }
-        eprintln!("Error: no such object: \"{n}\"");
-        code = 125;
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(code)
 }

@@ -4,6 +4,8 @@
 mod container;
 mod format;
 mod image;
+mod inspect;
+mod ps;
 mod system;
 
 use std::path::PathBuf;
@@ -70,7 +72,7 @@ pub enum Command {
     /// Add an additional name to a local image
     Tag(image::TagArgs),
     /// Display the configuration of a container or image
-    Inspect(container::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Run a command in a new container
     Run(container::RunArgs),
     /// Create but do not start a container
@@ -78,7 +80,7 @@ pub enum Command {
     /// Start one or more containers
     Start(container::StartArgs),
     /// List containers
-    Ps(container::PsArgs),
+    Ps(ps::PsArgs),
     /// Remove one or more containers
     Rm(container::RmArgs),
     /// Run a command inside your user namespace (to inspect or remove files owned by
@@ -133,11 +135,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => image::images(&ctx, a),
         Command::Rmi(a) => image::rmi(&ctx, a),
         Command::Tag(a) => image::tag(&ctx, a),
-        Command::Inspect(a) => container::inspect(&ctx, a),
+        Command::Inspect(a) => inspect::inspect(&ctx, a),
         Command::Run(a) => container::run(&ctx, a),
         Command::Create(a) => container::create(&ctx, a),
         Command::Start(a) => container::start(&ctx, a),
-        Command::Ps(a) => container::ps(&ctx, a),
+        Command::Ps(a) => ps::ps(&ctx, a),
         Command::Rm(a) => container::rm(&ctx, a),
         Command::Unshare(a) => system::unshare(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),

@@ -11,4 +11,5 @@ mod support;
 
 mod bad_input;
 mod foundation;
+mod run_flags;
 mod unpack;

@@ -24,6 +24,7 @@ echo "hard: $(stat -c %i hard-a) $(stat -c %i hard-b)"
 echo "link: $(cat link)"
 if [ -e /bin/vi ]; then echo "vi: present"; else echo "vi: gone"; fi
 echo "sh: $(readlink /bin/sh)"
+echo "mtimes: $(stat -c %Y app/keep hard-a owned owned/by-1000 link setuid xdir/lower | sort -u)"
 "#;
 
 /// The exact /opt tree the docs of `images::layered_layers` promise.
@@ -52,6 +53,7 @@ const EXPECTED: &str = "\
 link: v3
 vi: gone
 sh: busybox
+mtimes: 1700000000
 ";
 
 /// Run the survey in the layered image and compare it line by line.
@@ -109,6 +111,24 @@ fn layered_image_unpacks_exactly_as_documented_rootless() {
     let out = env.run(&["pull", &fx.layered.reference]);
     assert_eq!(out.success().stdout_trim(), fx.layered.id);
     check_diff_ids(&env, &fx.layered);
+    // The layers really are gzip, zstd and plain tar.
+    let m = crate::registry::get_manifest(&fx.layered.repo, "latest").expect("manifest");
+    let m: serde_json::Value = serde_json::from_slice(&m.body).expect("manifest JSON");
+    let types: Vec<&str> = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l["mediaType"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            images::MT_GZIP,
+            images::MT_GZIP,
+            images::MT_ZSTD,
+            images::MT_TAR
+        ]
+    );
     check_layered(&env);
 
     // Host side: the xattr from the tar header is kept, the smuggled overlay opaque
