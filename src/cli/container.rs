@@ -64,6 +64,66 @@ pub struct CreateFlags {
     /// Suppress pull output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Key sequence to detach an attached session (default ctrl-p,ctrl-q)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Restart policy: no, always, on-failure[:MAX], unless-stopped
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Logging driver: k8s-file, none, passthrough
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Logging driver options (max-size=SIZE)
+    #[arg(long, value_name = "OPT")]
+    pub log_opt: Vec<String>,
+    /// Proxy received signals to the container (foreground only)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: Option<bool>,
+    /// Signal to stop the container (default: the image's, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait before killing the container on stop (default 10)
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u32>,
+    /// Attach a mount: type=bind|volume|tmpfs,source=...,destination=...[,ro]
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long, value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Set metadata on the container (key=value)
+    #[arg(short, long, value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// Add an annotation to the container (key=value)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// Replace an existing container of the same name
+    #[arg(long)]
+    pub replace: bool,
+    /// Write the container ID to this file
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// Namespaced kernel parameters (name=value)
+    #[arg(long, value_name = "SYSCTL")]
+    pub sysctl: Vec<String>,
+    /// Pull the image for this platform (os/arch[/variant])
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// How to notify systemd: conmon, container, ignore
+    #[arg(long, value_name = "MODE")]
+    pub sdnotify: Option<String>,
     /// The image to run
     pub image: String,
     /// Command and arguments (default: the image's)
@@ -157,6 +217,26 @@ fn create_from(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRec
         interactive: f.interactive,
         rm: f.rm,
         command: f.command,
+        tty: f.tty,
+        detach_keys: f.detach_keys,
+        restart: f.restart,
+        init: f.init,
+        log_driver: f.log_driver,
+        log_opts: f.log_opt,
+        sig_proxy: f.sig_proxy,
+        stop_signal: f.stop_signal,
+        stop_timeout: f.stop_timeout,
+        mounts: f.mount,
+        add_hosts: f.add_host,
+        dns: f.dns,
+        dns_search: f.dns_search,
+        labels: f.label,
+        annotations: f.annotation,
+        replace: f.replace,
+        cidfile: f.cidfile,
+        sysctls: f.sysctl,
+        platform: f.platform,
+        sdnotify: f.sdnotify,
     };
     let mapping = user_mapping(ctx)?;
     let rec =

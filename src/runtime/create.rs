@@ -137,6 +137,8 @@ pub fn create(
         monitor_pid: None,
         monitor_start: None,
         pid: None,
+        restarts: 0,
+        stop_requested: false,
         config: serde_json::to_string(&ContainerConfig {
             options: opts.clone(),
             rootless: store.paths.rootless,

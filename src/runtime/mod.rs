@@ -78,6 +78,7 @@ impl NetworkMode {
 /// What the user asked for with run/create flags; stored with the container so `start`
 /// can run it again.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CreateOptions {
     pub name: Option<String>,
     pub env: Vec<String>,
@@ -93,6 +94,35 @@ pub struct CreateOptions {
     pub interactive: bool,
     pub rm: bool,
     pub command: Vec<String>,
+    /// Allocate a pseudo-terminal for the container.
+    pub tty: bool,
+    /// Key sequence that detaches an attached client (podman's default ctrl-p,ctrl-q).
+    pub detach_keys: Option<String>,
+    /// Restart policy: no, always, on-failure[:N], unless-stopped.
+    pub restart: Option<String>,
+    /// Run skiff's own init as PID 1 (reaps zombies, forwards signals).
+    pub init: bool,
+    /// k8s-file (default), none, passthrough.
+    pub log_driver: Option<String>,
+    /// e.g. max-size=10m.
+    pub log_opts: Vec<String>,
+    /// Forward signals the CLI receives to the container (foreground runs).
+    pub sig_proxy: Option<bool>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    /// --mount type=bind|volume|tmpfs,...
+    pub mounts: Vec<String>,
+    pub add_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub labels: Vec<String>,
+    pub annotations: Vec<String>,
+    pub replace: bool,
+    pub cidfile: Option<PathBuf>,
+    pub sysctls: Vec<String>,
+    pub platform: Option<String>,
+    /// conmon (default), container, ignore.
+    pub sdnotify: Option<String>,
 }
 
 /// What the monitor needs to know beyond the spec.

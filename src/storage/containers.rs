@@ -48,9 +48,13 @@ pub struct ContainerRecord {
     pub pid: Option<i32>,
     /// The runtime's JSON description of how to run the container.
     pub config: String,
+    /// How often the restart policy restarted it.
+    pub restarts: i64,
+    /// `stop`/`kill` asked it to stop: the restart policy must not bring it back.
+    pub stop_requested: bool,
 }
 
-const COLS: &str = "id, name, image_id, image_name, command, created, state, exit_code, started, finished, monitor_pid, monitor_start, pid, config";
+const COLS: &str = "id, name, image_id, image_name, command, created, state, exit_code, started, finished, monitor_pid, monitor_start, pid, config, restarts, stop_requested";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRecord> {
     let cmd: String = r.get(4)?;
@@ -71,6 +75,8 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRecord> {
         monitor_start: ms.map(|v| v as u64),
         pid: r.get(12)?,
         config: r.get(13)?,
+        restarts: r.get(14)?,
+        stop_requested: r.get::<_, i64>(15)? != 0,
     })
 }
 
@@ -92,7 +98,7 @@ impl Store {
                 });
             }
             tx.execute(
-                &format!("INSERT INTO containers ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+                &format!("INSERT INTO containers ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
                 params![
                     c.id,
                     c.name,
@@ -107,7 +113,9 @@ impl Store {
                     c.monitor_pid,
                     c.monitor_start.map(|v| v as i64),
                     c.pid,
-                    c.config
+                    c.config,
+                    c.restarts,
+                    c.stop_requested as i64
                 ],
             )
             .map_err(|e| db_err(tx, e))?;
@@ -178,7 +186,7 @@ impl Store {
         let now = super::now();
         self.write(|tx| {
             tx.execute(
-                "UPDATE containers SET state='running', started=?2, finished=NULL, exit_code=NULL, monitor_pid=?3, monitor_start=?4, pid=?5 WHERE id=?1",
+                "UPDATE containers SET state='running', started=?2, finished=NULL, exit_code=NULL, monitor_pid=?3, monitor_start=?4, pid=?5, stop_requested=0 WHERE id=?1",
                 params![id, now, monitor_pid, monitor_start as i64, pid],
             )
             .map_err(|e| db_err(tx, e))?;
@@ -202,6 +210,53 @@ impl Store {
         self.write(|tx| {
             tx.execute("DELETE FROM containers WHERE id = ?1", [id])
                 .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    /// Marks (or clears) a user's request to stop, which the restart policy honours.
+    pub fn set_stop_requested(&mut self, id: &str, requested: bool) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET stop_requested=?2 WHERE id=?1",
+                params![id, requested as i64],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    /// Counts one restart by the restart policy.
+    pub fn add_restart(&mut self, id: &str) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET restarts=restarts+1 WHERE id=?1",
+                [id],
+            )
+            .map_err(|e| db_err(tx, e))?;
+            Ok(())
+        })
+    }
+
+    pub fn rename_container(&mut self, id: &str, name: &str) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let existing: Option<String> = tx
+                .query_row("SELECT id FROM containers WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| db_err(tx, e))?;
+            if let Some(other) = existing {
+                return Err(StorageError::NameInUse {
+                    name: name.to_string(),
+                    id: other,
+                });
+            }
+            tx.execute(
+                "UPDATE containers SET name=?2 WHERE id=?1",
+                params![id, name],
+            )
+            .map_err(|e| db_err(tx, e))?;
             Ok(())
         })
     }

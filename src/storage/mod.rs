@@ -107,7 +107,9 @@ CREATE TABLE IF NOT EXISTS containers (
     monitor_pid INTEGER,
     monitor_start INTEGER,
     pid INTEGER,
-    config TEXT NOT NULL
+    config TEXT NOT NULL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0
 );
 "#;
 

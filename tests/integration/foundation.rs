@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use crate::images;
 use crate::require;
-use crate::support::{
-    inspect_one, interfaces, is_full_id, json, listing, pull, run_sh, store, subid_start,
-};
+use crate::support::{inspect_one, is_full_id, json, listing, pull, run_sh, store, subid_start};
 use crate::util::{Mode, TestEnv};
 
 /// `skiff images` as rows of whitespace-separated words (header first).

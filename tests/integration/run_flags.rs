@@ -206,7 +206,7 @@ fn caps(env: &TestEnv, user: &str) -> Vec<(String, String)> {
         vec!["-u", user]
     };
     run_sh(
-        &env,
+        env,
         &flags,
         &fx.busybox.reference,
         "grep ^Cap /proc/self/status",
