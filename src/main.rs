@@ -15,14 +15,7 @@ use clap::Parser;
 fn main() {
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 125,
-            };
-            let _ = e.print();
-            std::process::exit(code);
-        }
+        Err(e) => std::process::exit(usage_error(&e)),
     };
     init_logging(&args.log_level);
     let code = match cli::dispatch(args) {
@@ -30,6 +23,18 @@ fn main() {
         Err(e) => report(&e),
     };
     std::process::exit(code);
+}
+
+/// Set in a container's init once its stderr belongs to the container: from then on the
+/// engine's log lines must not end up in the container's output.
+pub static LOG_SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn log_writer() -> Box<dyn std::io::Write> {
+    if LOG_SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    }
 }
 
 fn init_logging(level: &str) {
@@ -53,7 +58,7 @@ fn init_logging(level: &str) {
         .with_target("skiff", filter)
         .with_default(others);
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_target(false)
         .without_time()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
@@ -78,4 +83,47 @@ fn report(e: &anyhow::Error) -> i32 {
     // Module errors already name their cause, so only the outermost message is printed.
     eprintln!("Error: {e}");
     code
+}
+
+/// Prints a command-line error the way podman does (`Error: unknown flag: --x`, one line
+/// plus a hint) and returns 125; help and version go to stdout with 0.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                125
+            } else {
+                0
+            };
+        }
+        _ => {}
+    }
+    let ctx = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let msg = match e.kind() {
+        ErrorKind::UnknownArgument => {
+            format!(
+                "unknown flag: {}",
+                ctx(ContextKind::InvalidArg).unwrap_or_default()
+            )
+        }
+        ErrorKind::InvalidSubcommand => format!(
+            "unrecognized command `skiff {}`",
+            ctx(ContextKind::InvalidSubcommand).unwrap_or_default()
+        ),
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            first.trim_start_matches("error: ").to_string()
+        }
+    };
+    eprintln!("Error: {msg}: see 'skiff --help'");
+    125
 }

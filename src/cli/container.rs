@@ -1,17 +1,17 @@
 //! run, create, start, ps, rm, inspect.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use clap::Args;
 
 use super::image::{pull_options, user_mapping};
 use super::{Ctx, Exit};
 use crate::image::pull::{get_image, PullPolicy};
-use crate::runtime::CreateOptions;
+use crate::monitor::{client, proto};
+use crate::runtime::{ContainerConfig, CreateOptions};
 use crate::storage::containers::{ContainerRecord, State};
-use crate::storage::Store;
+use crate::storage::{StorageError, Store};
 
 /// Flags shared by run and create.
 #[derive(Debug, Args)]
@@ -43,6 +43,9 @@ pub struct CreateFlags {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// With --read-only, mount writable tmpfs on /run, /tmp and /var/tmp (default true)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub read_only_tmpfs: Option<bool>,
     /// Mount a tmpfs: CONTAINER-DIR[:OPTIONS]
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -190,10 +193,67 @@ fn policy(s: &str) -> anyhow::Result<PullPolicy> {
     })
 }
 
+/// Creates the container, with `--cidfile` handled as podman does: the file is claimed
+/// (created exclusively) before anything else, filled with the ID (no newline) after
+/// the create, and removed again if the create fails.
 fn create_from(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRecord)> {
+    if f.replace && f.name.is_none() {
+        return Err(Exit::with(
+            125,
+            "--replace: cannot replace a container without --name: add --name NAME",
+        ));
+    }
+    let Some(cidfile) = f.cidfile.clone() else {
+        return create_inner(ctx, f);
+    };
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&cidfile)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let path = cidfile.display();
+            return Err(Exit::with(
+                125,
+                format!("container id file exists, ensure another container is not using it or delete {path}"),
+            ));
+        }
+        Err(e) => {
+            return Err(Exit::with(
+                125,
+                format!("--cidfile: cannot create {}: {e}", cidfile.display()),
+            ))
+        }
+    };
+    let res = create_inner(ctx, f).and_then(|(store, rec)| {
+        use std::io::Write;
+        file.write_all(rec.id.as_bytes()).map_err(|e| {
+            Exit::with(
+                125,
+                format!("--cidfile: cannot write {}: {e}", cidfile.display()),
+            )
+        })?;
+        Ok((store, rec))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&cidfile);
+    }
+    res
+}
+
+fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRecord)> {
     let mut store = Store::open(&ctx.paths)?;
     let pol = policy(&f.pull)?;
-    let opts = pull_options(ctx, f.quiet, f.tls_verify)?;
+    let mut opts = pull_options(ctx, f.quiet, f.tls_verify)?;
+    if let Some(p) = &f.platform {
+        opts.platform = Some(crate::image::pull::parse_platform(p).ok_or_else(|| {
+            Exit::with(
+                125,
+                format!("--platform {p:?} is invalid: use OS/ARCH[/VARIANT], e.g. linux/arm64"),
+            )
+        })?);
+    }
     let img = get_image(&mut store, &f.image, pol, &opts)?;
     let image_name = img
         .names
@@ -212,6 +272,7 @@ fn create_from(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRec
         hostname: f.hostname,
         volumes: f.volume,
         read_only: f.read_only,
+        read_only_tmpfs: f.read_only_tmpfs,
         tmpfs: f.tmpfs,
         network: f.network,
         interactive: f.interactive,
@@ -239,9 +300,24 @@ fn create_from(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRec
         sdnotify: f.sdnotify,
     };
     let mapping = user_mapping(ctx)?;
-    let rec =
-        crate::runtime::create::create(&mut store, &img, &image_name, mapping.as_ref(), &copts)?;
-    Ok((store, rec))
+    let mut res =
+        crate::runtime::create::create(&mut store, &img, &image_name, mapping.as_ref(), &copts);
+    // --replace: the new container's flags all passed validation (the name is claimed
+    // last), so only now remove the holder of the name, then create again.
+    if let (true, Err(crate::runtime::RuntimeError::Storage(StorageError::NameInUse { id, .. }))) =
+        (copts.replace, &res)
+    {
+        let old = store.find_container(id)?;
+        super::manage::remove_container(ctx, &mut store, &old, true).map_err(|e| {
+            Exit::with(
+                125,
+                format!("--replace: cannot remove container {}: {e}", old.name),
+            )
+        })?;
+        res =
+            crate::runtime::create::create(&mut store, &img, &image_name, mapping.as_ref(), &copts);
+    }
+    Ok((store, res?))
 }
 
 pub fn create(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<i32> {
@@ -258,34 +334,53 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         println!("{}", rec.id);
         return Ok(0);
     }
-    exec_monitor(ctx, &rec.id)
+    start_attached(ctx, &rec)
 }
 
-/// Becomes the container's monitor in the foreground: same pid, same terminal, and the
-/// container's exit code becomes ours.
-fn exec_monitor(ctx: &Ctx, id: &str) -> anyhow::Result<i32> {
-    let err = Command::new("/proc/self/exe")
-        .args(ctx.self_args())
-        .arg("__monitor")
-        .arg(id)
-        .exec();
-    Err(Exit::with(125, format!("cannot exec the monitor: {err}")))
+/// Starts the container with its monitor attached to our terminal, as a foreground
+/// `run` or `start -a`: the monitor writes the output straight to our stdout/stderr
+/// (and the log), and we wait for the exit code, relaying signals and window sizes.
+pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<i32> {
+    let cfg: ContainerConfig = serde_json::from_str(&rec.config)?;
+    let o = &cfg.options;
+    let keys = proto::parse_detach_keys(o.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))
+        .map_err(|e| Exit::with(125, e))?;
+    let mut args = ctx.self_args();
+    args.extend([
+        "__monitor".into(),
+        rec.id.clone().into(),
+        "--attach".into(),
+        "--keys".into(),
+        hex::encode(&keys).into(),
+    ]);
+    if o.interactive {
+        args.push("--stdin".into());
+    }
+    let h =
+        crate::userns::spawn_helper(std::path::Path::new("/proc/self/exe"), &args, None, |_| {})?;
+    // The monitor outlives us if we detach; it is reparented when we exit.
+    std::mem::forget(h.child);
+    let session = client::Session {
+        tty: o.tty,
+        sig_proxy: o.sig_proxy.unwrap_or(true),
+        name: rec.name.clone(),
+    };
+    match client::wait(h.sync, &session) {
+        Ok(outcome) => Ok(client::finish(&outcome)),
+        Err(e) => Err(Exit::with(e.exit_code(), e.to_string())),
+    }
 }
 
 /// Starts a monitor in the background and waits until it reports the container running.
-fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
+pub(super) fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
     use std::io::Read;
-    let log = ctx.paths.container_dir(&rec.id).join("ctr.log");
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)?;
-    let err = out.try_clone()?;
     let mut args = ctx.self_args();
     args.extend(["__monitor".into(), rec.id.clone().into(), "--detach".into()]);
     let mut h =
         crate::userns::spawn_helper(std::path::Path::new("/proc/self/exe"), &args, None, |c| {
-            c.stdin(Stdio::null()).stdout(out).stderr(err);
+            c.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
         })?;
     let mut report = String::new();
     let _ = h.sync.read_to_string(&mut report);
@@ -294,13 +389,16 @@ fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
     if report.starts_with("ok") {
         return Ok(());
     }
-    let (code, msg) = report
-        .split_once('\n')
-        .unwrap_or(("125", "monitor exited during start-up"));
-    Err(Exit::with(
-        code.trim().parse().unwrap_or(125),
-        msg.to_string(),
-    ))
+    let mut w = report.trim_end().splitn(3, ' ');
+    let code = match (w.next(), w.next()) {
+        (Some("error"), Some(c)) => c.parse().unwrap_or(125),
+        _ => 125,
+    };
+    let msg = w
+        .next()
+        .unwrap_or("the monitor exited during start-up")
+        .to_string();
+    Err(Exit::with(code, msg))
 }
 
 /// Brings a record up to date: a running container whose monitor is gone has exited.
@@ -308,7 +406,7 @@ pub(super) fn refresh(
     store: &mut Store,
     mut c: ContainerRecord,
 ) -> anyhow::Result<ContainerRecord> {
-    if c.state == State::Running {
+    if matches!(c.state, State::Running | State::Paused) {
         let alive = match (c.monitor_pid, c.monitor_start) {
             (Some(p), Some(s)) => crate::monitor::is_alive(p, s),
             _ => false,
@@ -341,7 +439,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
             ));
         }
         drop(store);
-        return exec_monitor(ctx, &c.id);
+        return start_attached(ctx, &c);
     }
     let mut code = 0;
     for name in &a.containers {
@@ -357,7 +455,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        if c.state != State::Running {
+        if !matches!(c.state, State::Running | State::Paused) {
             start_detached(ctx, &c)?;
         }
         println!("{name}");
@@ -366,7 +464,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
 }
 
 /// Stops a running container by killing it and waiting for its monitor to record it.
-fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::Result<()> {
+pub(super) fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::Result<()> {
     if let Some(pid) = c.pid {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -396,30 +494,20 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     };
     for name in &names {
         let c = match store.find_container(name) {
-            Ok(c) => refresh(&mut store, c)?,
+            Ok(c) => c,
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
                 continue;
             }
         };
-        let lock = ctx.paths.runroot.join("locks").join(&c.id);
-        let _guard = crate::storage::lock::FileLock::exclusive(&lock)?;
-        if c.state == State::Running {
-            if !a.force {
-                eprintln!(
-                    "Error: cannot remove container {} as it is running - running or paused containers cannot be removed without force: container state improper",
-                    c.id
-                );
-                code = 2;
-                continue;
+        match super::manage::remove_container(ctx, &mut store, &c, a.force) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = e.exit_code();
             }
-            kill_and_wait(&mut store, &c)?;
         }
-        crate::runtime::remove_container_dir(&ctx.paths, &ctx.paths.container_dir(&c.id))?;
-        store.delete_container(&c.id)?;
-        let _ = std::fs::remove_file(&lock);
-        println!("{name}");
     }
     Ok(code)
 }

@@ -76,6 +76,7 @@ pub fn pull_options(
         quiet,
         tls_verify,
         mapping: user_mapping(ctx)?,
+        platform: None,
     })
 }
 

@@ -59,7 +59,7 @@ fn container_json(
         "State": {
             "Status": c.state.as_str(),
             "Running": c.state == State::Running,
-            "Paused": false,
+            "Paused": c.state == State::Paused,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,
@@ -86,6 +86,8 @@ fn container_json(
             "Entrypoint": o.entrypoint,
             "Tty": false,
             "OpenStdin": o.interactive,
+            "Labels": cfg.as_ref().map(|c| c.labels.clone()).unwrap_or_default(),
+            "Annotations": cfg.as_ref().map(|c| c.annotations.clone()).unwrap_or_default(),
         },
         "HostConfig": {
             "NetworkMode": o.network.clone().unwrap_or_else(|| "none".into()),

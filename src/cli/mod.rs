@@ -2,11 +2,16 @@
 //! parses, calls into the engine modules, and prints; no engine logic lives here.
 
 mod container;
+mod cp;
+mod exec;
 mod format;
 mod image;
 mod inspect;
+mod lifecycle;
+mod manage;
 mod ps;
 mod system;
+mod top;
 
 use std::path::PathBuf;
 
@@ -83,6 +88,32 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Remove one or more containers
     Rm(container::RmArgs),
+    /// Rename an existing container
+    Rename(manage::RenameArgs),
+    /// Pause all the processes in one or more containers
+    Pause(manage::PauseArgs),
+    /// Unpause the processes in one or more containers
+    Unpause(manage::PauseArgs),
+    /// Manage containers (podman's `container` group: ls, rm, inspect, prune, ...)
+    Container(manage::ContainerArgs),
+    /// Stop one or more running containers
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(lifecycle::KillArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(lifecycle::WaitArgs),
+    /// Restart one or more containers
+    Restart(lifecycle::RestartArgs),
+    /// Attach to a running container's terminal or output
+    Attach(lifecycle::AttachArgs),
+    /// Show a container's logs
+    Logs(lifecycle::LogsArgs),
+    /// Run a process in a running container
+    Exec(exec::ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
     /// Run a command inside your user namespace (to inspect or remove files owned by
     /// subordinate IDs)
     Unshare(system::UnshareArgs),
@@ -94,6 +125,10 @@ pub enum Command {
     Monitor(crate::monitor::MonitorArgs),
     #[command(name = "__unpack-layer", hide = true)]
     UnpackLayer(crate::storage::layer_helper::HelperArgs),
+    #[command(name = "__exec", hide = true)]
+    ExecHelper,
+    #[command(name = "__cp", hide = true)]
+    CpHelper,
     #[command(name = "__rm-tree", hide = true)]
     RmTree { dirs: Vec<PathBuf> },
     #[command(name = "__unshare", hide = true)]
@@ -141,6 +176,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Start(a) => container::start(&ctx, a),
         Command::Ps(a) => ps::ps(&ctx, a),
         Command::Rm(a) => container::rm(&ctx, a),
+        Command::Rename(a) => manage::rename(&ctx, a),
+        Command::Pause(a) => manage::pause(&ctx, a, true),
+        Command::Unpause(a) => manage::pause(&ctx, a, false),
+        Command::Container(a) => manage::container_group(&ctx, a),
+        Command::Stop(a) => lifecycle::stop(&ctx, a),
+        Command::Kill(a) => lifecycle::kill(&ctx, a),
+        Command::Wait(a) => lifecycle::wait(&ctx, a),
+        Command::Restart(a) => lifecycle::restart(&ctx, a),
+        Command::Attach(a) => lifecycle::attach(&ctx, a),
+        Command::Logs(a) => lifecycle::logs(&ctx, a),
+        Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Cp(a) => cp::cp(&ctx, a),
+        Command::Top(a) => top::top(&ctx, a),
+        Command::ExecHelper => Ok(crate::runtime::exec::helper_main()),
+        Command::CpHelper => Ok(crate::runtime::cp::helper_main()),
         Command::Unshare(a) => system::unshare(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::Info(a) => system::info(&ctx, a),

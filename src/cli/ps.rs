@@ -29,6 +29,7 @@ pub(super) fn status_text(c: &ContainerRecord) -> String {
     match c.state {
         State::Created => "Created".into(),
         State::Running => format!("Up {}", human_duration(now - c.started.unwrap_or(now))),
+        State::Paused => "Paused".into(),
         State::Exited => format!(
             "Exited ({}) {} ago",
             c.exit_code.unwrap_or(0),
@@ -42,7 +43,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
     let mut list = Vec::new();
     for c in store.containers()? {
         let c = refresh(&mut store, c)?;
-        if a.all || c.state == State::Running {
+        if a.all || matches!(c.state, State::Running | State::Paused) {
             list.push(c);
         }
     }

@@ -33,6 +33,31 @@ pub struct PullOptions {
     pub tls_verify: Option<bool>,
     /// The ID mapping layers are unpacked for (None: rootful, host IDs).
     pub mapping: Option<IdMapping>,
+    /// `--platform`: pick this (os, arch, variant) from an index instead of the host's.
+    pub platform: Option<Platform>,
+}
+
+/// An image platform: os, architecture and optional variant (e.g. linux/arm64/v8).
+pub type Platform = (String, String, Option<String>);
+
+/// Parses `os/arch[/variant]`, with the architecture spelled as Go does (`x86_64` is
+/// `amd64`, `aarch64` is `arm64`), as podman's --platform accepts.
+pub fn parse_platform(s: &str) -> Option<Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
+        return None;
+    }
+    let arch = match parts[1] {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    Some((
+        parts[0].to_ascii_lowercase(),
+        arch.to_ascii_lowercase(),
+        parts.get(2).map(|v| v.to_ascii_lowercase()),
+    ))
 }
 
 const MAX_PARALLEL_LAYERS: usize = 4;
@@ -62,7 +87,15 @@ pub fn get_image(
     policy: PullPolicy,
     opts: &PullOptions,
 ) -> Result<ImageRecord, ImageError> {
-    let local = find_local(store, input);
+    // With --platform, a local image of another platform does not count as present.
+    let local = find_local(store, input).and_then(|img| match &opts.platform {
+        Some((os, arch, _))
+            if policy != PullPolicy::Never && (&img.os != os || &img.arch != arch) =>
+        {
+            Err(ImageError::NotPresent(input.to_string()))
+        }
+        _ => Ok(img),
+    });
     match (policy, local) {
         (PullPolicy::Never, Ok(img)) | (PullPolicy::Missing, Ok(img)) => Ok(img),
         (PullPolicy::Never, Err(_)) => Err(ImageError::NotPresent(input.to_string())),
@@ -192,7 +225,7 @@ async fn pull_from(
     if media_type.contains("index") || media_type.contains("manifest.list") {
         let index: ImageIndex = serde_json::from_slice(&body)
             .map_err(|e| invalid(r, format!("cannot parse image index: {e}")))?;
-        let chosen = choose_platform(r, &index)?;
+        let chosen = choose_platform(r, &index, opts.platform.as_ref())?;
         let (b, d) = reg
             .manifest(&chosen)
             .await
@@ -331,8 +364,12 @@ fn media_type_of(body: &[u8]) -> String {
     }
 }
 
-fn choose_platform(r: &Reference, index: &ImageIndex) -> Result<String, PullError> {
-    let (os, arch, variant) = host_platform();
+fn choose_platform(
+    r: &Reference,
+    index: &ImageIndex,
+    want: Option<&Platform>,
+) -> Result<String, PullError> {
+    let (os, arch, variant) = want.cloned().unwrap_or_else(host_platform);
     let mut best: Option<(u8, String)> = None;
     let mut available = Vec::new();
     for m in index.manifests() {

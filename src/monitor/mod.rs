@@ -1,35 +1,45 @@
 //! The per-container monitor (skiff's conmon): a re-exec of skiff that starts the
-//! container, holds its stdio, waits for it, records the exit, and cleans up `--rm`
-//! containers. It is single-threaded, which is what lets it clone into new namespaces.
+//! container, holds its stdio and log, serves attach clients, waits for it, records the
+//! exit, applies the restart policy and cleans up `--rm` containers. It is single-threaded
+//! (which is what lets it clone into new namespaces) and lets go of the database and the
+//! CLI's descriptors while the container runs, so it stays small.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicI32, Ordering};
+pub mod client;
+mod io;
+pub mod logfile;
+pub mod proto;
 
-use nix::sys::signal::{self, SigHandler, Signal};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::Paths;
-use crate::runtime::{launch, ContainerConfig};
+use crate::runtime::launch::{self, ContainerIo};
+use crate::runtime::ContainerConfig;
 use crate::storage::Store;
+use io::{Client, ContainerStreams, Io};
 
 /// Arguments of the hidden `__monitor` command.
 #[derive(Debug, clap::Args)]
 pub struct MonitorArgs {
     pub id: String,
-    /// Report start-up over the sync socket and detach from the terminal.
+    /// Started by `run -d`/`start`: report start-up on the sync socket, then let go.
     #[arg(long)]
     pub detach: bool,
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward(sig: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
+    /// Started by a foreground `run`/`start -a`: our stdio is the client's terminal and
+    /// the sync socket is its control channel.
+    #[arg(long)]
+    pub attach: bool,
+    /// Forward the attached client's stdin.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Detach key sequence, hex-encoded bytes (empty: none).
+    #[arg(long, default_value = "")]
+    pub keys: String,
 }
 
 /// Start time of a process (clock ticks since boot), to tell a live monitor from a
@@ -45,86 +55,345 @@ pub fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// Runs the monitor; returns the exit code for this process.
-pub fn main(paths: &Paths, args: &MonitorArgs) -> i32 {
-    let mut sync = if args.detach {
-        let s = crate::userns::enter_from_parent().ok().flatten();
-        let _ = nix::unistd::setsid();
-        s
-    } else {
-        None
-    };
-    // Reporting closes the socket: the starting CLI reads to EOF, so it must see EOF as
-    // soon as the container runs, not when it exits.
-    let mut report = |msg: &str| {
-        if let Some(mut s) = sync.take() {
-            let _ = s.write_all(msg.as_bytes());
-        }
-    };
-    let code = match run(paths, args, &mut report) {
-        Ok(code) => code,
-        Err((code, msg)) => {
-            report(&format!("{code}\n{msg}"));
-            if !args.detach {
-                eprintln!("Error: {msg}");
-            }
-            code
-        }
-    };
-    code
+/// Where a container's attach socket lives (kept short: socket paths are limited to
+/// 108 bytes).
+pub fn attach_socket(paths: &Paths, id: &str) -> PathBuf {
+    paths.runroot.join("attach").join(&id[..id.len().min(32)])
 }
 
-fn run(
-    paths: &Paths,
-    args: &MonitorArgs,
-    report: &mut dyn FnMut(&str),
-) -> Result<i32, (i32, String)> {
+/// A restart policy as `--restart` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure(u32),
+}
+
+impl RestartPolicy {
+    pub fn parse(s: Option<&str>) -> Result<RestartPolicy, String> {
+        match s.unwrap_or("no") {
+            "" | "no" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure(0)),
+            other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
+                Some(Ok(n)) => Ok(RestartPolicy::OnFailure(n)),
+                _ => Err(format!(
+                    "invalid restart policy {other:?}: use no, always, unless-stopped or on-failure[:MAX]"
+                )),
+            },
+        }
+    }
+
+    fn should_restart(self, code: i32, restarts: i64, stopped: bool) -> bool {
+        if stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && (max == 0 || restarts < max as i64),
+        }
+    }
+}
+
+/// Parses podman's size syntax (`10m`, `1g`, `512k`, bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// Runs the monitor; returns the exit code for this process.
+pub fn main(paths: &Paths, args: &MonitorArgs) -> i32 {
+    let sync = crate::userns::enter_from_parent().ok().flatten();
+    let _ = nix::unistd::setsid();
+    let mut reporter = Reporter { sync, client: None };
+    match run(paths, args, &mut reporter) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            reporter.error(code, &msg);
+            code
+        }
+    }
+}
+
+/// Tells whoever started us how start-up went.
+struct Reporter {
+    sync: Option<UnixStream>,
+    /// The foreground client (whose control channel is the sync socket).
+    client: Option<usize>,
+}
+
+impl Reporter {
+    fn error(&mut self, code: i32, msg: &str) {
+        if let Some(mut s) = self.sync.take() {
+            let _ = std::io::Write::write_all(&mut s, proto::error_line(code, msg).as_bytes());
+        }
+    }
+}
+
+fn block_signals() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+fn dup_std(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: fd 0/1/2 are open in this process; F_DUPFD_CLOEXEC returns a new fd we own.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: n is a fresh descriptor owned by nobody else.
+    (n >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(n) })
+}
+
+/// Points our own stdio at /dev/null so the client's terminal is held only through the
+/// client record, which a detach drops.
+fn release_std() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for t in 0..3 {
+            // SAFETY: dup2 onto our own standard descriptors.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), t);
+            }
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), (i32, String)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))
+}
+
+fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i32, String)> {
     let engine = |e: &dyn std::fmt::Display| (125, e.to_string());
+    // Nothing the CLI had open may stay open in the monitor (or `$(skiff run -d)` hangs).
+    if let Some(s) = &rep.sync {
+        let keep = s.as_raw_fd();
+        // SAFETY: close_range on descriptors this fresh process does not use.
+        unsafe {
+            if keep > 3 {
+                libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        }
+    }
+    let sigfd = block_signals().map_err(|e| engine(&e))?;
     let mut store = Store::open(paths).map_err(|e| engine(&e))?;
     let rec = store.find_container(&args.id).map_err(|e| engine(&e))?;
     let cfg: ContainerConfig = serde_json::from_str(&rec.config).map_err(|e| engine(&e))?;
+    let o = &cfg.options;
     let bundle = paths.container_dir(&rec.id);
-    let launched = match launch::launch(&bundle, cfg.options.interactive && !args.detach) {
-        Ok(l) => l,
-        Err(e) => {
-            let code = e.exit_code();
-            let _ = store.set_exited(&rec.id, code, crate::storage::now());
-            if cfg.options.rm {
-                cleanup(&mut store, &rec.id, None);
-            }
-            return Err((code, e.to_string()));
+    let policy = RestartPolicy::parse(o.restart.as_deref()).map_err(|e| (125, e))?;
+    let driver = o.log_driver.as_deref().unwrap_or("k8s-file");
+    let passthrough = driver == "passthrough";
+    if passthrough && !args.attach {
+        return Err((
+            125,
+            "the passthrough log driver needs an attached run, not -d".into(),
+        ));
+    }
+    let max_size = o
+        .log_opts
+        .iter()
+        .find_map(|kv| kv.strip_prefix("max-size="))
+        .and_then(parse_size);
+    let log = match driver {
+        "k8s-file" | "" => Some(
+            logfile::LogWriter::open(&bundle.join("ctr.log"), max_size)
+                .map_err(|e| (125, format!("opening the log {}: {e}", bundle.display())))?,
+        ),
+        "none" | "passthrough" => None,
+        other => {
+            return Err((
+                125,
+                format!("unknown log driver {other:?}: use k8s-file, none or passthrough"),
+            ))
         }
     };
-    let pid = launched.pid.as_raw();
-    CHILD.store(pid, Ordering::Relaxed);
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        // SAFETY: the handler only reads an atomic and calls kill, both signal-safe.
-        unsafe {
-            let _ = signal::signal(s, SigHandler::Handler(forward));
+    let sock_path = attach_socket(paths, &rec.id);
+    if let Some(dir) = sock_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path).ok();
+    let stop_signal = o
+        .stop_signal
+        .as_deref()
+        .and_then(|s| crate::runtime::signal::parse(s).ok())
+        .unwrap_or(Signal::SIGTERM);
+    let mut io = Io {
+        clients: Vec::new(),
+        listener,
+        log,
+        sigfd,
+        stop_signal,
+        stop_timeout: Duration::from_secs(u64::from(o.stop_timeout.unwrap_or(10))),
+        stop_requested: false,
+    };
+    if args.attach {
+        let fds: Vec<OwnedFd> = (0..3).filter_map(dup_std).collect();
+        let hello = proto::Hello {
+            stdin: args.stdin,
+            detach_keys: hex::decode(&args.keys).unwrap_or_default(),
+        };
+        if let Some(ctl) = rep.sync.take() {
+            if let Some(c) = Client::new(ctl, fds, &hello) {
+                io.clients.push(c);
+                rep.client = Some(0);
+            }
+        }
+        if !passthrough {
+            release_std();
         }
     }
-    let me = std::process::id() as i32;
-    let _ = store.set_running(&rec.id, me, start_time(me).unwrap_or(0), pid);
-    report("ok\n");
-    let code = launch::wait(launched.pid);
-    tracing::debug!(id = %rec.id, code, "container exited");
+    let mut first = true;
+    let mut last_userns: Option<OwnedFd> = None;
+    let code = loop {
+        let (mut streams, cio) = if o.tty {
+            (
+                ContainerStreams {
+                    out: None,
+                    err: None,
+                    input: None,
+                    tty: true,
+                },
+                ContainerIo::Tty,
+            )
+        } else if passthrough {
+            (
+                ContainerStreams {
+                    out: None,
+                    err: None,
+                    input: None,
+                    tty: false,
+                },
+                ContainerIo::Inherit,
+            )
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let (in_r, in_w) = if o.interactive {
+                let (r, w) = pipe()?;
+                (Some(r), Some(w))
+            } else {
+                (None, None)
+            };
+            (
+                ContainerStreams {
+                    out: Some(out_r),
+                    err: Some(err_r),
+                    input: in_w,
+                    tty: false,
+                },
+                ContainerIo::Pipes {
+                    stdin: in_r,
+                    stdout: out_w,
+                    stderr: err_w,
+                },
+            )
+        };
+        let launched = match launch::launch(&bundle, &cio) {
+            Ok(l) => l,
+            Err(e) => {
+                let code = e.exit_code();
+                let _ = store.set_exited(&rec.id, code, crate::storage::now());
+                if first {
+                    if o.rm {
+                        cleanup(&mut store, &rec.id, None);
+                    }
+                    let _ = std::fs::remove_file(&sock_path);
+                    if let Some(i) = rep.client.take() {
+                        io.clients[i].send(&proto::error_line(code, &e.to_string()));
+                    }
+                    return Err((code, e.to_string()));
+                }
+                break code;
+            }
+        };
+        crate::runtime::cgroup::join_freezer(&rec.id, launched.pid.as_raw());
+        drop(cio);
+        if passthrough {
+            release_std();
+        }
+        if let Some(m) = launched.pty_master {
+            // One fd serves both directions of the terminal.
+            streams.input = m.try_clone().ok();
+            streams.out = Some(m);
+        }
+        let pid = launched.pid;
+        let me = std::process::id() as i32;
+        let _ = store.set_running(&rec.id, me, start_time(me).unwrap_or(0), pid.as_raw());
+        if first {
+            first = false;
+            if let Some(mut s) = rep.sync.take() {
+                let _ = std::io::Write::write_all(&mut s, proto::OK.as_bytes());
+            }
+            if let Some(i) = rep.client.take() {
+                io.clients[i].send(proto::OK);
+            }
+        }
+        // While the container runs, hold as little memory as possible: the database
+        // (and its page cache) is closed and reopened when the container exits.
+        let closed = std::mem::replace(&mut store, Store::closed(paths));
+        drop(closed);
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        last_userns = launched.userns;
+        let exit = io.run(pid, &mut streams);
+        tracing::debug!(id = %rec.id, code = exit.code, "container exited");
+        store = match Store::open(paths) {
+            Ok(s) => s,
+            Err(_) => break exit.code,
+        };
+        let now = match store.find_container(&rec.id) {
+            Ok(r) => r,
+            Err(_) => break exit.code,
+        };
+        let stopped = io.stop_requested || now.stop_requested;
+        if !policy.should_restart(exit.code, now.restarts, stopped) {
+            break exit.code;
+        }
+        let _ = store.add_restart(&rec.id);
+        let _ = store.set_exited(&rec.id, exit.code, crate::storage::now());
+        let delay = 100u64 << now.restarts.clamp(0, 6);
+        std::thread::sleep(Duration::from_millis(delay));
+    };
     let _ = store.set_exited(&rec.id, code, crate::storage::now());
-    if cfg.options.rm {
-        cleanup(&mut store, &rec.id, launched.userns.as_ref());
+    if o.rm {
+        cleanup(&mut store, &rec.id, last_userns.as_ref());
+    }
+    let _ = std::fs::remove_file(&sock_path);
+    for c in io.clients.iter_mut() {
+        c.send(&proto::exit_line(code));
     }
     Ok(code)
 }
 
 /// Removes a container's files and record.
-fn cleanup(store: &mut Store, id: &str, userns: Option<&std::os::fd::OwnedFd>) {
+fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) {
     let dir = store.paths.container_dir(id);
+    // The container's own user namespace (kept open by fd) saves spawning newuidmap.
     if userns.is_some() || !store.paths.rootless {
         launch::remove_in_userns(userns, &dir);
     } else {

@@ -34,17 +34,75 @@ pub struct Generated<'a> {
     pub hostname: &'a str,
     pub network: NetworkMode,
     pub rootless: bool,
+    /// `--add-host HOST:IP` entries, already validated by [`parse_add_host`].
+    pub add_hosts: &'a [String],
+    /// `--dns` servers; when given they replace the host's nameservers.
+    pub dns: &'a [String],
+    /// `--dns-search` domains; when given they replace the host's; "." means none.
+    pub dns_search: &'a [String],
 }
 
-/// Writes hosts, hostname, resolv.conf and .containerenv into the bundle; returns the
-/// (source, destination) bind mounts for them.
-pub fn generate_files(
-    dir: &Path,
-    g: &Generated,
-) -> Result<Vec<(PathBuf, &'static str)>, RuntimeError> {
+/// A flag error for the generated /etc files.
+fn bad(flag: &'static str, detail: String) -> RuntimeError {
+    RuntimeError::BadFlag { flag, detail }
+}
+
+/// Splits `--add-host HOST:IP` at the first colon (so IPv6 addresses keep theirs), as
+/// podman does; the IP must parse.
+pub fn parse_add_host(entry: &str) -> Result<(&str, std::net::IpAddr), RuntimeError> {
+    let (host, ip) = entry.split_once(':').ok_or_else(|| {
+        bad(
+            "--add-host",
+            format!("invalid host entry {entry:?}: expected HOST:IP"),
+        )
+    })?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(bad(
+            "--add-host",
+            format!("invalid host name {host:?} in {entry:?}: expected HOST:IP"),
+        ));
+    }
+    let ip = ip.parse().map_err(|_| {
+        bad(
+            "--add-host",
+            format!("invalid IP address {ip:?} in {entry:?}: expected HOST:IP"),
+        )
+    })?;
+    Ok((host, ip))
+}
+
+/// Checks a `--dns` server address.
+pub fn parse_dns(server: &str) -> Result<std::net::IpAddr, RuntimeError> {
+    server
+        .parse()
+        .map_err(|_| bad("--dns", format!("{server:?} is not an IP address")))
+}
+
+/// Checks a `--dns-search` domain ("." clears the search list).
+pub fn check_dns_search(domain: &str) -> Result<(), RuntimeError> {
+    if domain.is_empty()
+        || domain.len() > 253
+        || domain.chars().any(|c| c.is_whitespace() || c == '#')
+    {
+        return Err(bad(
+            "--dns-search",
+            format!("invalid search domain {domain:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The container's /etc/hosts in podman's order: `--add-host` entries first (one
+/// "IP<TAB>HOST" line each), then the base entries, then the container's own name.
+pub fn hosts_file(g: &Generated, host_hosts: &str) -> String {
     let mut hosts = String::new();
+    for e in g.add_hosts {
+        if let Ok((host, ip)) = parse_add_host(e) {
+            hosts.push_str(&format!("{ip}\t{host}\n"));
+        }
+    }
     if g.network == NetworkMode::Host {
-        hosts.push_str(&std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+        hosts.push_str(host_hosts);
         if !hosts.is_empty() && !hosts.ends_with('\n') {
             hosts.push('\n');
         }
@@ -55,18 +113,73 @@ pub fn generate_files(
         hosts.push_str("::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n");
     }
     hosts.push_str(&format!("127.0.1.1\t{} {}\n", g.hostname, g.name));
-    let mut resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if g.network != NetworkMode::Host {
-        // A loopback resolver on the host is unreachable from a private network namespace.
-        resolv = resolv
+    hosts
+}
+
+/// The container's /etc/resolv.conf from the host's. Without --dns/--dns-search the
+/// host's file is kept (minus loopback resolvers a private network cannot reach);
+/// with them it is rebuilt as podman does: search line, nameservers, host options.
+pub fn resolv_conf(g: &Generated, host_resolv: &str) -> String {
+    // A loopback resolver on the host is unreachable from a private network namespace.
+    let private = g.network != NetworkMode::Host;
+    let unreachable = |addr: &str| private && (addr.starts_with("127.") || addr == "::1");
+    if g.dns.is_empty() && g.dns_search.is_empty() {
+        return host_resolv
             .lines()
             .filter(|l| {
-                let l = l.trim();
-                !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1")))
+                let mut w = l.split_whitespace();
+                !(w.next() == Some("nameserver") && w.next().is_some_and(unreachable))
             })
             .map(|l| format!("{l}\n"))
             .collect();
     }
+    let mut search: Vec<String> = Vec::new();
+    let mut servers: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    for l in host_resolv.lines() {
+        let mut words = l.split_whitespace();
+        match words.next() {
+            Some("search") | Some("domain") => search = words.map(String::from).collect(),
+            Some("nameserver") => {
+                servers.extend(words.next().filter(|s| !unreachable(s)).map(String::from))
+            }
+            Some("options") => options.extend(words.map(String::from)),
+            _ => {}
+        }
+    }
+    if !g.dns_search.is_empty() {
+        search = g.dns_search.iter().filter(|d| *d != ".").cloned().collect();
+    }
+    if !g.dns.is_empty() {
+        servers = g.dns.to_vec();
+    }
+    let mut out = String::new();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// Writes hosts, hostname, resolv.conf and .containerenv into the bundle; returns the
+/// (source, destination) bind mounts for them.
+pub fn generate_files(
+    dir: &Path,
+    g: &Generated,
+) -> Result<Vec<(PathBuf, &'static str)>, RuntimeError> {
+    let hosts = hosts_file(
+        g,
+        &std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+    );
+    let resolv = resolv_conf(
+        g,
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    );
     let containerenv = format!(
         "engine=\"skiff-{}\"\nname=\"{}\"\nid=\"{}\"\nimage=\"{}\"\nimageid=\"{}\"\nrootless={}\n",
         env!("CARGO_PKG_VERSION"),
@@ -123,4 +236,54 @@ pub fn load_layout(dir: &Path) -> Result<RootfsLayout, RuntimeError> {
         path: p.clone(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gen<'a>(hosts: &'a [String], dns: &'a [String], search: &'a [String]) -> Generated<'a> {
+        Generated {
+            id: "id",
+            name: "web",
+            image_name: "img",
+            image_id: "iid",
+            hostname: "box",
+            network: NetworkMode::None,
+            rootless: true,
+            add_hosts: hosts,
+            dns,
+            dns_search: search,
+        }
+    }
+
+    #[test]
+    fn add_hosts_come_first_in_podman_format() {
+        let h = ["db:10.0.0.1".to_string(), "six:fd00::1".to_string()];
+        let text = hosts_file(&gen(&h, &[], &[]), "");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..2], ["10.0.0.1\tdb", "fd00::1\tsix"]);
+        assert_eq!(lines.last(), Some(&"127.0.1.1\tbox web"));
+        assert!(parse_add_host("nocolon").is_err());
+        assert!(parse_add_host(":1.2.3.4").is_err());
+        assert!(parse_add_host("h:1.2.3").is_err());
+    }
+
+    #[test]
+    fn dns_flags_rebuild_resolv_conf() {
+        let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n";
+        // Untouched without flags, minus the loopback resolver.
+        let kept = resolv_conf(&gen(&[], &[], &[]), host);
+        assert!(!kept.contains("127.0.0.53") && kept.contains("nameserver 10.0.0.2"));
+        let dns = ["9.9.9.9".to_string()];
+        let out = resolv_conf(&gen(&[], &dns, &[]), host);
+        assert_eq!(
+            out,
+            "search corp.example\nnameserver 9.9.9.9\noptions edns0\n"
+        );
+        let dot = [".".to_string()];
+        let out = resolv_conf(&gen(&[], &[], &dot), host);
+        assert_eq!(out, "nameserver 10.0.0.2\noptions edns0\n");
+        assert!(parse_dns("x").is_err() && check_dns_search("a b").is_err());
+    }
 }

@@ -57,7 +57,8 @@ fn random_name() -> String {
     )
 }
 
-fn valid_name(n: &str) -> bool {
+/// podman's rule for container names (create, rename).
+pub fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -105,6 +106,21 @@ pub fn create(
     for v in &opts.volumes {
         spec::parse_volume(v)?;
     }
+    for m in &opts.mounts {
+        super::mount_flag::parse_mount(m)?;
+    }
+    for h in &opts.add_hosts {
+        bundle::parse_add_host(h)?;
+    }
+    for d in &opts.dns {
+        bundle::parse_dns(d)?;
+    }
+    for d in &opts.dns_search {
+        bundle::check_dns_search(d)?;
+    }
+    super::sysctl::parse_sysctls(&opts.sysctls, network)?;
+    let labels = super::labels::labels(&image_config, &opts.labels)?;
+    let annotations = super::labels::annotations(&opts.annotations)?;
     let mapping_key = crate::image::pull::mapping_key(mapping);
     let mut lower = Vec::new();
     for l in image.layers.iter().rev() {
@@ -142,6 +158,8 @@ pub fn create(
         config: serde_json::to_string(&ContainerConfig {
             options: opts.clone(),
             rootless: store.paths.rootless,
+            labels,
+            annotations,
         })
         .unwrap_or_default(),
     };
@@ -200,6 +218,9 @@ fn write_bundle(
             hostname: &hostname,
             network,
             rootless,
+            add_hosts: &opts.add_hosts,
+            dns: &opts.dns,
+            dns_search: &opts.dns_search,
         },
     )?;
     let spec = spec::build(&SpecInputs {

@@ -4,7 +4,7 @@
 //! socket (close-on-exec), which the parent reads as "started".
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -13,9 +13,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::mounts;
+use super::launch::ContainerIo;
 use super::process::{self, Fail};
-use super::spec::USER_ANNOTATION;
+use super::spec::{INIT_ANNOTATION, USER_ANNOTATION};
+use super::{mounts, pty};
 use crate::rootfs::RootfsLayout;
 
 /// What the init needs besides the spec.
@@ -24,7 +25,7 @@ pub struct InitArgs<'a> {
     pub layout: &'a RootfsLayout,
     pub bundle: &'a Path,
     pub sock: &'a UnixStream,
-    pub interactive: bool,
+    pub io: &'a ContainerIo,
     pub parent: i32,
     pub userns: bool,
 }
@@ -61,6 +62,10 @@ fn close_stray_fds(keep: i32) {
     // process (the Rust objects owning them live in the parent's memory image and are
     // never dropped here, since the child ends in execve or _exit).
     unsafe {
+        if keep < 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            return;
+        }
         if keep > 3 {
             libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
         }
@@ -68,7 +73,58 @@ fn close_stray_fds(keep: i32) {
     }
 }
 
+/// The monitor blocks signals (it reads them from a signalfd) and Rust ignores SIGPIPE;
+/// both would leak into the container's program through exec.
+fn reset_signals() {
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for s in Signal::iterator() {
+        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
+            // SAFETY: restoring default dispositions installs no handler code.
+            unsafe {
+                let _ = signal(s, SigHandler::SigDfl);
+            }
+        }
+    }
+}
+
+/// Puts the container's stdio in place: pipes from the monitor, or what the monitor has
+/// (passthrough). A terminal is set up later, once the container's devpts exists.
+fn setup_stdio(io: &ContainerIo) -> Result<(), Fail> {
+    if let ContainerIo::Pipes {
+        stdin,
+        stdout,
+        stderr,
+    } = io
+    {
+        let null;
+        let inp = match stdin {
+            Some(fd) => fd,
+            None => {
+                null = k(
+                    open(
+                        "/dev/null",
+                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    ),
+                    "open /dev/null",
+                )?;
+                &null
+            }
+        };
+        k(nix::unistd::dup2_stdin(inp), "dup2 stdin")?;
+        k(nix::unistd::dup2_stdout(stdout), "dup2 stdout")?;
+        k(nix::unistd::dup2_stderr(stderr), "dup2 stderr")?;
+    }
+    Ok(())
+}
+
 fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
+    if !matches!(a.io, ContainerIo::Inherit) {
+        crate::LOG_SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    reset_signals();
+    setup_stdio(a.io)?;
     close_stray_fds(a.sock.as_raw_fd());
     k(
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
@@ -78,17 +134,6 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
     let ppid = nix::unistd::getppid().as_raw();
     if ppid != 0 && ppid != a.parent {
         return Err(Fail::engine("monitor exited during container start"));
-    }
-    if !a.interactive {
-        let null = k(
-            open(
-                "/dev/null",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ),
-            "open /dev/null",
-        )?;
-        k(nix::unistd::dup2_stdin(&null), "dup2 stdin")?;
     }
     // Wait until the monitor has written our ID maps.
     let mut b = [0u8; 1];
@@ -140,7 +185,16 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             mounts::populate_dev(&root).map_err(Fail::engine)?;
         }
     }
+    let tty = if matches!(a.io, ContainerIo::Tty) {
+        let (master, slave) = pty::allocate(&root).map_err(Fail::engine)?;
+        super::fdpass::send_fds(a.sock.as_fd(), b"T", &[master.as_raw_fd()])
+            .map_err(|e| Fail::engine(format!("passing the pty to the monitor: {e}")))?;
+        Some(slave)
+    } else {
+        None
+    };
     let linux = a.spec.linux().clone().unwrap_or_default();
+    super::sysctl::apply_sysctls(&root, linux.sysctl().as_ref()).map_err(Fail::engine)?;
     for p in linux.masked_paths().iter().flatten() {
         mounts::mask(&root, p).map_err(Fail::engine)?;
     }
@@ -167,6 +221,16 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         )?;
         mounts::remount_ro(&top, MsFlags::empty(), Path::new("/")).map_err(Fail::engine)?;
     }
+    let with_init = a
+        .spec
+        .annotations()
+        .as_ref()
+        .is_some_and(|m| m.get(INIT_ANNOTATION).map(String::as_str) == Some("true"));
+    if let Some(slave) = &tty {
+        if !with_init {
+            pty::make_controlling(slave).map_err(Fail::engine)?;
+        }
+    }
     let p = a
         .spec
         .process()
@@ -180,6 +244,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         .and_then(|m| m.get(USER_ANNOTATION).cloned())
         .unwrap_or_else(|| format!("{}:{}", p.user().uid(), p.user().gid()));
     let id = process::resolve_user(&user)?;
+    super::chown::chown_volumes(a.spec, id.uid, id.gid).map_err(Fail::engine)?;
     let cwd = p.cwd().clone();
     if !cwd.exists() {
         let _ = std::fs::create_dir_all(&cwd);
@@ -201,6 +266,9 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         .first()
         .ok_or_else(|| Fail::engine("no command given"))?;
     let prog = process::find_program(arg0, &env)?;
+    if with_init {
+        become_reaper(tty.as_ref())?;
+    }
     // Every inherited fd above stderr closes at exec, the sync socket included.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
     unsafe {
@@ -255,4 +323,66 @@ fn loopback_up() -> Result<(), Fail> {
         }
     }
     Ok(())
+}
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// `--init`: this process stays PID 1 (no binary needed in the image), forks the
+/// program, forwards signals to it and reaps every orphan, then exits with the program's
+/// status. Returns in the child, which goes on to exec.
+fn become_reaper(tty: Option<&OwnedFd>) -> Result<(), Fail> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    // SAFETY: this process is single-threaded (a clone of the single-threaded monitor).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Some(slave) = tty {
+                pty::make_controlling(slave).map_err(Fail::engine)?;
+            }
+            Ok(())
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            CHILD.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
+            for s in [
+                Signal::SIGTERM,
+                Signal::SIGINT,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+                Signal::SIGUSR1,
+                Signal::SIGUSR2,
+                Signal::SIGWINCH,
+                Signal::SIGCONT,
+            ] {
+                // SAFETY: the handler only reads an atomic and calls kill.
+                unsafe {
+                    let _ = signal(s, SigHandler::Handler(forward_signal));
+                }
+            }
+            // Our own exec never happens: close the sync socket (and the pty slave) so
+            // the monitor sees "started".
+            close_stray_fds(-1);
+            loop {
+                match waitpid(None, None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                        std::process::exit(128 + sig as i32)
+                    }
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => std::process::exit(125),
+                }
+            }
+        }
+        Err(e) => Err(Fail::engine(format!("fork for --init: {e}"))),
+    }
 }

@@ -3,8 +3,8 @@
 //! a single-threaded process (the monitor), because clone with CLONE_NEWUSER is refused
 //! to threaded ones.
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -22,6 +22,22 @@ pub struct Launched {
     /// The container's user namespace, kept open so cleanup can enter it after the
     /// container's processes are gone.
     pub userns: Option<OwnedFd>,
+    /// The container's terminal (with `-t`).
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// How the container's stdio is connected.
+pub enum ContainerIo {
+    /// Pipes to the monitor (stdin only with -i; /dev/null otherwise).
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A pty allocated inside the container; the master comes back to the monitor.
+    Tty,
+    /// The monitor's own stdio, unchanged (log driver passthrough).
+    Inherit,
 }
 
 const STACK_SIZE: usize = 1 << 20;
@@ -50,7 +66,7 @@ fn clone_flags(spec: &oci_spec::runtime::Spec) -> CloneFlags {
 }
 
 /// Starts the container described by the bundle; returns once its program runs.
-pub fn launch(bundle_dir: &Path, interactive: bool) -> Result<Launched, RuntimeError> {
+pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeError> {
     let spec = bundle::load_spec(bundle_dir)?;
     let layout = bundle::load_layout(bundle_dir)?;
     layout.prepare()?;
@@ -66,7 +82,7 @@ pub fn launch(bundle_dir: &Path, interactive: bool) -> Result<Launched, RuntimeE
         layout: &layout,
         bundle: bundle_dir,
         sock: &child_sock,
-        interactive,
+        io,
         parent: me,
         userns: mapping.is_some(),
     };
@@ -118,8 +134,29 @@ pub fn launch(bundle_dir: &Path, interactive: bool) -> Result<Launched, RuntimeE
             source,
         })
     })?;
-    let mut report = String::new();
-    let _ = parent_sock.read_to_string(&mut report);
+    // The init sends the pty master ("T" + fd), then either an error report or nothing:
+    // its exec closes the socket.
+    let mut report = Vec::new();
+    let mut pty_master = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        match super::fdpass::recv_fds(parent_sock.as_fd(), &mut buf) {
+            Ok((0, _)) => break,
+            Ok((n, mut fds)) => {
+                let mut data = &buf[..n];
+                if let Some(fd) = fds.pop() {
+                    pty_master = Some(fd);
+                    if data.first() == Some(&b'T') {
+                        data = &data[1..];
+                    }
+                }
+                report.extend_from_slice(data);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let report = String::from_utf8_lossy(&report).to_string();
     if !report.is_empty() {
         let (code, message) = report.split_once('\n').unwrap_or(("125", &report));
         let _ = waitpid(pid, None);
@@ -128,20 +165,11 @@ pub fn launch(bundle_dir: &Path, interactive: bool) -> Result<Launched, RuntimeE
             message: message.to_string(),
         });
     }
-    Ok(Launched { pid, userns })
-}
-
-/// Waits for the container's init; returns its exit code (128+signal when killed).
-pub fn wait(pid: Pid) -> i32 {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 125,
-        }
-    }
+    Ok(Launched {
+        pid,
+        userns,
+        pty_master,
+    })
 }
 
 /// Removes a tree whose files belong to IDs of the container's user namespace, by

@@ -3,12 +3,23 @@
 //! mounts, capabilities, user, exec). Only this module calls clone and pivot_root.
 
 pub mod bundle;
+pub mod cgroup;
+mod chown;
+pub mod cp;
 pub mod create;
+pub mod exec;
+pub mod fdpass;
 mod init;
+pub mod join;
+pub mod labels;
 pub mod launch;
+pub mod mount_flag;
 mod mounts;
 mod process;
+pub mod pty;
+pub mod signal;
 pub mod spec;
+pub mod sysctl;
 
 use std::path::PathBuf;
 
@@ -89,6 +100,9 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     pub volumes: Vec<String>,
     pub read_only: bool,
+    /// With --read-only, mount writable tmpfs on /run, /tmp and /var/tmp (podman's
+    /// default: true).
+    pub read_only_tmpfs: Option<bool>,
     pub tmpfs: Vec<String>,
     pub network: Option<String>,
     pub interactive: bool,
@@ -130,6 +144,12 @@ pub struct CreateOptions {
 pub struct ContainerConfig {
     pub options: CreateOptions,
     pub rootless: bool,
+    /// The image's labels overlaid with `--label`, as `inspect` shows them.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--annotation` values (also in the spec).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Removes a container directory. Rootless containers leave files owned by subordinate

@@ -100,6 +100,11 @@ pub fn ensure(root: &OwnedFd, dest: &Path, dir: bool) -> MountResult<OwnedFd> {
     })
 }
 
+/// Opens a path inside the root with the given flags (resolved as if the root were /).
+pub fn open_in_root(root: &OwnedFd, p: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    in_root(root, &rel(p), flags)
+}
+
 /// Opens an existing path inside the root, or None.
 pub fn open_existing(root: &OwnedFd, dest: &Path) -> MountResult<Option<OwnedFd>> {
     match in_root(root, &rel(dest), OFlag::O_PATH) {

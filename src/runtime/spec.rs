@@ -56,6 +56,9 @@ pub const READONLY_PATHS: &[&str] = &[
 /// /etc/passwd, which only exists once the rootfs is mounted.
 pub const USER_ANNOTATION: &str = "io.skiff.user";
 
+/// Annotation asking for skiff's own init as PID 1 (`--init`).
+pub const INIT_ANNOTATION: &str = "io.skiff.init";
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything the spec is made from.
@@ -141,6 +144,9 @@ pub fn environment(
         }
     }
     set("container=skiff");
+    if opts.tty {
+        set("TERM=xterm");
+    }
     set(&format!("HOSTNAME={hostname}"));
     for f in &opts.env_files {
         let text = std::fs::read_to_string(f).map_err(|e| RuntimeError::BadFlag {
@@ -172,6 +178,8 @@ pub struct Volume {
     pub source: PathBuf,
     pub destination: String,
     pub options: Vec<String>,
+    /// `U`: chown the source to the container's user at start.
+    pub chown: bool,
 }
 
 /// Parses a bind volume the way podman does; named volumes arrive with their own issue.
@@ -203,8 +211,10 @@ pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
     let source = std::fs::canonicalize(src)
         .map_err(|e| bad(format!("invalid volume {spec:?}: host path {src}: {e}")))?;
     let mut options = Vec::new();
+    let mut chown = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
+            "U" => chown = true,
             "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" | "rprivate"
             | "private" | "rslave" | "slave" | "rshared" | "shared" => options.push(o.to_string()),
             "z" | "Z" | "bind" | "rbind" => {}
@@ -215,10 +225,16 @@ pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
             }
         }
     }
+    if chown && options.iter().any(|o| o == "ro") {
+        return Err(bad(format!(
+            "invalid volume {spec:?}: U cannot be combined with ro yet: drop ro, or chown the directory with `skiff unshare chown`"
+        )));
+    }
     Ok(Volume {
         source,
         destination: dst.to_string(),
         options,
+        chown,
     })
 }
 
@@ -356,6 +372,24 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
             &["nosuid", "noexec", "nodev", "ro"],
         )),
     }
+    // Before the generated files: /run/.containerenv lives on the /run tmpfs.
+    if opts.read_only && opts.read_only_tmpfs.unwrap_or(true) {
+        for dst in ["/run", "/tmp", "/var/tmp"] {
+            let taken = opts.tmpfs.iter().any(|t| t.split(':').next() == Some(dst))
+                || opts
+                    .volumes
+                    .iter()
+                    .any(|v| v.split(':').nth(1) == Some(dst));
+            if !taken {
+                mounts.push(mount(
+                    dst,
+                    "tmpfs",
+                    "tmpfs",
+                    &["rw", "nosuid", "nodev", "mode=1777"],
+                ));
+            }
+        }
+    }
     for (src, dst) in &inp.generated {
         let ro: &[&str] = if *dst == "/run/.containerenv" {
             &["bind", "ro"]
@@ -364,8 +398,13 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         };
         mounts.push(mount(dst, "bind", &src.display().to_string(), ro));
     }
+    // Container paths to chown to the container's user at start (`:U`).
+    let mut chown: Vec<String> = Vec::new();
     for v in &opts.volumes {
         let vol = parse_volume(v)?;
+        if vol.chown {
+            chown.push(vol.destination.clone());
+        }
         let mut o: Vec<&str> = vec!["rbind"];
         o.extend(vol.options.iter().map(String::as_str));
         mounts.push(mount(
@@ -387,6 +426,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         options.extend(o.split(',').filter(|s| !s.is_empty()));
         mounts.push(mount(dst, "tmpfs", "tmpfs", &options));
     }
+    for raw in &opts.mounts {
+        let m = super::mount_flag::parse_mount(raw)?;
+        if m.chown {
+            chown.push(m.destination.clone());
+        }
+        mounts.push(super::mount_flag::to_spec_mount(&m, raw)?);
+    }
+    check_unique_destinations(&mounts[mounts.len() - user_mounts(opts)..])?;
 
     let mut ns = vec![
         LinuxNamespaceType::Mount,
@@ -415,6 +462,10 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         linux.set_uid_mappings(Some(to_id_mappings(&m.uids)));
         linux.set_gid_mappings(Some(to_id_mappings(&m.gids)));
     }
+    let sysctls = super::sysctl::parse_sysctls(&opts.sysctls, inp.network)?;
+    if !sysctls.is_empty() {
+        linux.set_sysctl(Some(sysctls.into_iter().collect()));
+    }
     linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
     linux.set_resources(None);
@@ -430,12 +481,45 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
     spec.set_hooks(None);
-    let mut ann = HashMap::new();
+    // The user's annotations first, so they can never override skiff's own.
+    let mut ann: HashMap<String, String> = super::labels::annotations(&opts.annotations)?
+        .into_iter()
+        .collect();
+    if !chown.is_empty() {
+        ann.insert(super::chown::CHOWN_ANNOTATION.to_string(), chown.join("\n"));
+    }
     ann.insert(USER_ANNOTATION.to_string(), user_str);
+    if opts.init {
+        ann.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+    }
     ann.insert("io.skiff.name".to_string(), inp.name.to_string());
     ann.insert("io.skiff.id".to_string(), inp.id.to_string());
     spec.set_annotations(Some(ann));
     Ok(spec)
+}
+
+/// How many mounts -v, --tmpfs and --mount add (they come last in the spec's list).
+fn user_mounts(opts: &CreateOptions) -> usize {
+    opts.volumes.len() + opts.tmpfs.len() + opts.mounts.len()
+}
+
+/// Two user mounts on one container path would silently hide one of them; podman
+/// refuses that, and so do we.
+fn check_unique_destinations(mounts: &[Mount]) -> Result<(), RuntimeError> {
+    let mut seen = HashSet::new();
+    for m in mounts {
+        let d = m.destination().display().to_string();
+        let norm = d.trim_end_matches('/').to_string();
+        if !seen.insert(norm) {
+            return Err(RuntimeError::BadFlag {
+                flag: "--mount",
+                detail: format!(
+                    "duplicate mount destination {d}: give each -v/--tmpfs/--mount its own container path"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The spec's ID mapping, if the container has a user namespace.
@@ -487,6 +571,9 @@ mod tests {
         let v = parse_volume("/tmp:/data:ro").unwrap();
         assert_eq!(v.destination, "/data");
         assert_eq!(v.options, vec!["ro"]);
+        assert!(!v.chown);
+        assert!(parse_volume("/tmp:/data:U").unwrap().chown);
+        assert!(parse_volume("/tmp:/data:U,ro").is_err());
         assert!(parse_volume("/tmp:data").is_err());
         assert!(parse_volume("myvol:/data").is_err());
         assert!(parse_volume("/tmp:/data:bogus").is_err());

@@ -57,6 +57,8 @@ impl Store {
 /// Streams a blob into a temp file while hashing it; only a blob whose digest matches is
 /// renamed into place, so the store never holds unverified content under a digest name.
 pub struct BlobWriter {
+    /// Set once the blob is renamed into place; otherwise drop removes the temp file.
+    done: bool,
     file: File,
     tmp: PathBuf,
     dest: PathBuf,
@@ -75,6 +77,7 @@ impl BlobWriter {
         ));
         let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
         Ok(BlobWriter {
+            done: false,
             file,
             tmp,
             dest,
@@ -90,26 +93,33 @@ impl BlobWriter {
     }
 
     /// Verifies the digest and moves the blob into place.
-    pub fn commit(self) -> Result<(), StorageError> {
+    pub fn commit(mut self) -> Result<(), StorageError> {
         let actual = self.actual_digest();
         if actual != self.expected {
-            let _ = std::fs::remove_file(&self.tmp);
             return Err(StorageError::Corrupt {
                 what: format!("blob {}", self.expected),
                 detail: format!("content has digest {actual}: the registry sent different bytes, try pulling again"),
             });
         }
         self.file.sync_all().map_err(StorageError::io(&self.tmp))?;
-        std::fs::rename(&self.tmp, &self.dest).map_err(StorageError::io(&self.dest))
+        std::fs::rename(&self.tmp, &self.dest).map_err(StorageError::io(&self.dest))?;
+        self.done = true;
+        Ok(())
     }
 
-    /// Drops the partial blob.
-    pub fn abort(self) {
-        let _ = std::fs::remove_file(&self.tmp);
-    }
+    /// Drops the partial blob (as dropping does; this names the intent).
+    pub fn abort(self) {}
 
     pub fn tmp_path(&self) -> &Path {
         &self.tmp
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

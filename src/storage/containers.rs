@@ -11,6 +11,8 @@ use super::{StorageError, Store};
 pub enum State {
     Created,
     Running,
+    /// Running but frozen by `pause` (cgroup freezer).
+    Paused,
     Exited,
 }
 
@@ -19,12 +21,14 @@ impl State {
         match self {
             State::Created => "created",
             State::Running => "running",
+            State::Paused => "paused",
             State::Exited => "exited",
         }
     }
     fn parse(s: &str) -> State {
         match s {
             "running" => State::Running,
+            "paused" => State::Paused,
             "exited" => State::Exited,
             _ => State::Created,
         }
@@ -235,6 +239,26 @@ impl Store {
             )
             .map_err(|e| db_err(tx, e))?;
             Ok(())
+        })
+    }
+
+    /// Marks a running container paused, or a paused one running again. Only changes a
+    /// record in the expected state, so a container that exited meanwhile stays exited;
+    /// returns whether the record changed.
+    pub fn set_paused(&mut self, id: &str, paused: bool) -> Result<bool, StorageError> {
+        let (from, to) = if paused {
+            ("running", "paused")
+        } else {
+            ("paused", "running")
+        };
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE containers SET state=?3 WHERE id=?1 AND state=?2",
+                    params![id, from, to],
+                )
+                .map_err(|e| db_err(tx, e))?;
+            Ok(n == 1)
         })
     }
 

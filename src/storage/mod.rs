@@ -69,6 +69,9 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Bumped with every schema change; `open` migrates older databases.
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,
@@ -141,14 +144,34 @@ impl Store {
             .map_err(StorageError::db(&db))?;
         if version < 1 {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version=1; COMMIT;"
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             ))
+            .map_err(StorageError::db(&db))?;
+        } else if version < 2 {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE containers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version=2; COMMIT;",
+            )
             .map_err(StorageError::db(&db))?;
         }
         Ok(Store {
             paths: paths.clone(),
             conn,
         })
+    }
+
+    /// A store with an in-memory placeholder connection, for a process that must let go
+    /// of the database for a while (the monitor) and reopen it later.
+    pub fn closed(paths: &Paths) -> Store {
+        Store {
+            paths: paths.clone(),
+            conn: Connection::open_in_memory().unwrap_or_else(|_| {
+                // open_in_memory only fails when SQLite cannot allocate; try once more.
+                Connection::open_in_memory().expect("sqlite in-memory database")
+            }),
+        }
     }
 
     fn err(&self) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {

@@ -58,8 +58,11 @@ pub enum UsernsError {
 /// One line of a uid_map/gid_map: `inside outside count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdRange {
+    #[serde(rename = "container_id")]
     pub inside: u32,
+    #[serde(rename = "host_id")]
     pub outside: u32,
+    #[serde(rename = "size")]
     pub count: u32,
 }
 

@@ -1,6 +1,7 @@
 //! Issue 2, bad input: each case gets a clear one-line `Error: ...` on stderr, podman's
 //! exit code (125 unless podman uses another), and changes nothing in the store
-//! (`images`, `ps -a`, layers/, containers/ and the store's tmp/ are compared).
+//! (`images`, `ps -a`, layers/ and containers/ are compared; the store's tmp/ must be
+//! empty after a failed pull).
 
 use std::time::Duration;
 
@@ -253,4 +254,21 @@ fn command_not_found_is_127_and_not_executable_is_126() {
         126,
         &["/etc/passwd"],
     );
+}
+
+#[test]
+fn failed_pulls_leave_no_temp_files() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(populated(false));
+    let tmp = crate::support::store(&env).join("tmp");
+    for image in [&fx.bad_diffid, &fx.corrupt_gzip, &fx.hostile_dotdot.image] {
+        env.run(&["pull", &image.reference]).assert_code(125);
+        assert_eq!(
+            crate::support::listing(&tmp),
+            Vec::<String>::new(),
+            "{}: temp files left in {}",
+            image.reference,
+            tmp.display()
+        );
+    }
 }

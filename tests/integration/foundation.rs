@@ -217,6 +217,15 @@ fn create_then_start_attach_and_ps_inspect_tag_round_trip() {
         table[1..].iter().all(|r| r[2] == fx.busybox.id[..12]),
         "{table:?}"
     );
+    // Several names, container and image mixed: one array, in order.
+    let both = json(&env.run(&["inspect", "c1", "mybox:v1"]));
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
+    assert_eq!(both[0]["Id"], id.as_str());
+    assert_eq!(both[1]["Id"], fx.busybox.id.as_str());
+    assert!(
+        both[0]["State"].is_object() && both[1]["RootFS"].is_object(),
+        "{both}"
+    );
     let img = inspect_one(&env, &["mybox:v1"]);
     assert_eq!(img["Id"], fx.busybox.id.as_str());
     assert_eq!(
@@ -345,6 +354,31 @@ fn pulling_twice_skips_present_layers_and_images_share_the_base_layer() {
     assert_eq!(after.len(), 4, "{after:?}");
     assert!(after.contains(&layers[0]));
     assert_eq!(images_table(&env, &["-q"]).len(), 2);
+    // --pull never uses what is there; --pull always checks again (and finds it).
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        &fx.layered.reference,
+        "true",
+    ]);
+    out.success();
+    assert!(
+        !out.stderr_str().contains("Trying to pull"),
+        "{}",
+        out.describe()
+    );
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "always",
+        &fx.busybox.reference,
+        "true",
+    ]);
+    out.success().stderr_contains("skipped");
+    assert_eq!(listing(&store(&env).join("layers")).len(), 4);
 }
 
 #[test]
@@ -376,6 +410,25 @@ fn detached_run_returns_at_once_and_rm_of_a_running_container_needs_force() {
     let rm = env.run(&["rm", "-f", "bg"]);
     rm.success();
     assert!(rm.elapsed < Duration::from_secs(15), "{}", rm.describe());
+    assert_eq!(env.run(&["ps", "-a", "-q"]).stdout_trim(), "");
+    // rm -a removes every stopped container; rm of a stopped one needs no -f.
+    for n in ["s1", "s2"] {
+        env.run(&["run", "--name", n, &fx.busybox.reference, "true"])
+            .success();
+    }
+    let out = env.run(&["rm", "-a"]);
+    // As podman: the full ID of each removed container.
+    let ids: Vec<String> = out
+        .success()
+        .stdout_str()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(
+        ids.len() == 2 && ids.iter().all(|i| is_full_id(i)),
+        "{}",
+        out.describe()
+    );
     assert_eq!(env.run(&["ps", "-a", "-q"]).stdout_trim(), "");
 }
 

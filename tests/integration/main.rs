@@ -11,5 +11,7 @@ mod support;
 
 mod bad_input;
 mod foundation;
+mod lifecycle_exec;
+mod lifecycle_flags;
 mod run_flags;
 mod unpack;

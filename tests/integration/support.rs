@@ -55,8 +55,6 @@ pub struct Snapshot {
     pub ps: String,
     pub layers: Vec<String>,
     pub containers: Vec<String>,
-    /// The store's scratch dir: a failed command must not leave temp files behind.
-    pub tmp: Vec<String>,
 }
 
 #[track_caller]
@@ -72,7 +70,6 @@ pub fn snapshot(env: &TestEnv) -> Snapshot {
         ps: strip_times(&ps.stdout_str()),
         layers: listing(&root.join("layers")),
         containers: listing(&root.join("containers")),
-        tmp: listing(&root.join("tmp")),
     }
 }
 
