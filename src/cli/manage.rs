@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use clap::{Args, Subcommand};
 
 use super::container::{self, refresh};
-use super::{inspect, ps, Ctx, Exit};
+use super::{cp, exec, inspect, lifecycle, ps, top, Ctx, Exit};
 use crate::runtime::cgroup;
 use crate::storage::containers::{ContainerRecord, State};
 use crate::storage::Store;
@@ -63,6 +63,24 @@ pub enum ContainerCommand {
     Pause(PauseArgs),
     /// Unpause the processes in one or more containers
     Unpause(PauseArgs),
+    /// Stop one or more running containers
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to one or more running containers
+    Kill(lifecycle::KillArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(lifecycle::WaitArgs),
+    /// Restart one or more containers
+    Restart(lifecycle::RestartArgs),
+    /// Attach to a running container's terminal or output
+    Attach(lifecycle::AttachArgs),
+    /// Show a container's logs
+    Logs(lifecycle::LogsArgs),
+    /// Run a process in a running container
+    Exec(exec::ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
 }
 
 pub fn container_group(ctx: &Ctx, a: ContainerArgs) -> anyhow::Result<i32> {
@@ -81,6 +99,15 @@ pub fn container_group(ctx: &Ctx, a: ContainerArgs) -> anyhow::Result<i32> {
         ContainerCommand::Prune(a) => prune(ctx, a),
         ContainerCommand::Pause(a) => pause(ctx, a, true),
         ContainerCommand::Unpause(a) => pause(ctx, a, false),
+        ContainerCommand::Stop(a) => lifecycle::stop(ctx, a),
+        ContainerCommand::Kill(a) => lifecycle::kill(ctx, a),
+        ContainerCommand::Wait(a) => lifecycle::wait(ctx, a),
+        ContainerCommand::Restart(a) => lifecycle::restart(ctx, a),
+        ContainerCommand::Attach(a) => lifecycle::attach(ctx, a),
+        ContainerCommand::Logs(a) => lifecycle::logs(ctx, a),
+        ContainerCommand::Exec(a) => exec::exec(ctx, a),
+        ContainerCommand::Cp(a) => cp::cp(ctx, a),
+        ContainerCommand::Top(a) => top::top(ctx, a),
     }
 }
 

@@ -381,7 +381,10 @@ fn choose_platform(
             Some(v) => format!("{p_os}/{p_arch}/{v}"),
             None => format!("{p_os}/{p_arch}"),
         });
-        if p_os != os || p_arch != arch {
+        // An explicitly requested variant (--platform linux/arm/v7) must match.
+        let variant_differs =
+            want.is_some() && matches!((&p_var, &variant), (Some(a), Some(b)) if a != b);
+        if p_os != os || p_arch != arch || variant_differs {
             continue;
         }
         let score = match (&p_var, &variant) {

@@ -505,6 +505,10 @@ fn container_group_and_prune() {
     let out = env.run(&["container", "prune", "-f"]);
     let ids = out.success().stdout_str();
     assert_eq!(ids.lines().count(), 1, "{ids}");
+    env.run(&["container", "logs", "up"]).success();
+    env.run(&["container", "top", "up"])
+        .success()
+        .stdout_contains("sleep");
     env.run(&["container", "rm", "-f", "up"]).success();
     assert_eq!(env.run(&["container", "ls", "-aq"]).stdout_trim(), "");
 }
