@@ -37,6 +37,20 @@ fn log_writer() -> Box<dyn std::io::Write> {
     }
 }
 
+/// Debug and trace lines carry the wall-clock time to the microsecond, so the phases
+/// of a run across CLI, monitor and init line up; other levels carry none.
+struct DebugClock(bool);
+
+impl tracing_subscriber::fmt::time::FormatTime for DebugClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        if self.0 {
+            write!(w, "{}", chrono::Utc::now().format("%H:%M:%S%.6f"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = match level {
         "error" | "fatal" | "panic" => tracing::Level::ERROR,
@@ -57,11 +71,12 @@ fn init_logging(level: &str) {
     let targets = tracing_subscriber::filter::Targets::new()
         .with_target("skiff", filter)
         .with_default(others);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(log_writer)
         .with_target(false)
-        .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(ansi)
+        .with_timer(DebugClock(filter >= tracing::Level::DEBUG));
     tracing_subscriber::registry()
         .with(fmt)
         .with(targets)

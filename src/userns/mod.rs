@@ -141,9 +141,12 @@ impl IdMapping {
         if self.is_single() {
             return self.apply_single(pid);
         }
-        run_map_tool("newuidmap", pid, &self.uids)?;
-        run_map_tool("newgidmap", pid, &self.gids)?;
-        Ok(())
+        // The two setuid tools are independent: run them side by side.
+        let uid = spawn_map_tool("newuidmap", pid, &self.uids)?;
+        let gid = spawn_map_tool("newgidmap", pid, &self.gids);
+        let uid_res = finish_map_tool(uid);
+        let gid_res = gid.and_then(finish_map_tool);
+        uid_res.and(gid_res)
     }
 
     fn apply_single(&self, pid: i32) -> Result<(), UsernsError> {
@@ -159,7 +162,17 @@ impl IdMapping {
     }
 }
 
-fn run_map_tool(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), UsernsError> {
+struct MapTool {
+    tool: &'static str,
+    args: String,
+    child: std::process::Child,
+}
+
+fn spawn_map_tool(
+    tool: &'static str,
+    pid: i32,
+    ranges: &[IdRange],
+) -> Result<MapTool, UsernsError> {
     let mut args = vec![pid.to_string()];
     for r in ranges {
         args.extend([
@@ -168,22 +181,45 @@ fn run_map_tool(tool: &'static str, pid: i32, ranges: &[IdRange]) -> Result<(), 
             r.count.to_string(),
         ]);
     }
-    tracing::debug!(tool, args = %args.join(" "), "exec id map tool");
-    let out = Command::new(tool).args(&args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            UsernsError::MissingTool { tool }
-        } else {
-            UsernsError::MapTool {
-                tool,
-                args: args.join(" "),
-                stderr: e.to_string(),
+    let joined = args.join(" ");
+    tracing::debug!(tool, args = %joined, "exec id map tool");
+    let child = Command::new(tool)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                UsernsError::MissingTool { tool }
+            } else {
+                UsernsError::MapTool {
+                    tool,
+                    args: joined.clone(),
+                    stderr: e.to_string(),
+                }
             }
-        }
-    })?;
+        })?;
+    Ok(MapTool {
+        tool,
+        args: joined,
+        child,
+    })
+}
+
+fn finish_map_tool(t: MapTool) -> Result<(), UsernsError> {
+    let out = t
+        .child
+        .wait_with_output()
+        .map_err(|e| UsernsError::MapTool {
+            tool: t.tool,
+            args: t.args.clone(),
+            stderr: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(UsernsError::MapTool {
-            tool,
-            args: args.join(" "),
+            tool: t.tool,
+            args: t.args,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
