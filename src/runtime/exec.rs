@@ -280,6 +280,7 @@ enum Never {}
 
 /// In the forked child, inside every namespace of the container: identity, pty, exec.
 fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Result<Never, Fail> {
+    reset_signals();
     process::set_rlimits(proc)?;
     let id = process::resolve_user(user)?;
     if req.tty {
@@ -334,6 +335,20 @@ fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Re
         );
     }
     Err(process::exec(&prog, &req.args, &env))
+}
+
+/// Gives the command default signal dispositions and an empty mask. Ignored signals
+/// survive exec: without this the command would inherit Rust's ignored SIGPIPE and the
+/// SIGINT/SIGQUIT a shell ignores for `skiff exec ... &`, and ctrl-c could not stop it.
+fn reset_signals() {
+    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    for s in Signal::iterator() {
+        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+            let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Allocates a pty from the container's own devpts (its /dev/ptmx), sends the master to

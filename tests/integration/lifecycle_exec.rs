@@ -550,12 +550,3 @@ fn top_lists_container_processes_as_seen_inside() {
         .assert_code(125)
         .stderr_contains("top can only be used on running containers");
 }
-
-#[test]
-#[ignore]
-fn zz_manual_env() {
-    let env = TestEnv::rootless();
-    start(&env, "web", &[]);
-    eprintln!("MANUAL {}", env.dir.display());
-    std::thread::sleep(Duration::from_secs(900));
-}
