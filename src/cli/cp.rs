@@ -14,7 +14,7 @@ use super::{Ctx, Exit};
 use crate::runtime::cp::{CpRequest, Direction, Kind, Place, Plan, Reply};
 use crate::runtime::exec::read_line;
 use crate::runtime::join::Target;
-use crate::storage::containers::State;
+use crate::storage::containers::{ContainerRecord, State};
 use crate::storage::Store;
 
 #[derive(Debug, Args)]
@@ -193,18 +193,35 @@ pub fn cp(ctx: &Ctx, a: CpArgs) -> anyhow::Result<i32> {
     };
     let mut store = Store::open(&ctx.paths)?;
     let found = store.find_container(&key)?;
-    let c = super::container::refresh(&mut store, found)?;
-    drop(store);
+    let mut c = super::container::refresh(&mut store, found)?;
+    let live = |c: &ContainerRecord| {
+        Target::of_record(&c.name, c.pid, c.monitor_pid.zip(c.monitor_start)).ok()
+    };
     let mut lock = None;
-    let (place, mapping) = if c.state == State::Running {
-        let t = Target::of_record(&c.name, c.pid, c.monitor_pid.zip(c.monitor_start))?;
-        (Place::Running(t), None)
-    } else {
-        // Serialize with start/rm: the rootfs must not be mounted twice at once.
+    if live(&c).is_none() {
+        // Serialize with start and rm, and decide on the state read under the lock: the
+        // rootfs must never be mounted here while a monitor mounts it too.
         let path = ctx.paths.runroot.join("locks").join(&c.id);
         lock = Some(crate::storage::lock::FileLock::exclusive(&path)?);
-        let bundle = ctx.paths.container_dir(&c.id);
-        (Place::Stopped { bundle }, super::image::user_mapping(ctx)?)
+        let again = store.find_container(&c.id)?;
+        c = super::container::refresh(&mut store, again)?;
+    }
+    drop(store);
+    let (place, mapping) = match live(&c) {
+        Some(t) => {
+            lock = None;
+            (Place::Running(t), None)
+        }
+        None if c.state == State::Running => {
+            return Err(fail(format!(
+                "container {} is starting or stopping: try again",
+                c.name
+            )))
+        }
+        None => {
+            let bundle = ctx.paths.container_dir(&c.id);
+            (Place::Stopped { bundle }, super::image::user_mapping(ctx)?)
+        }
     };
     let req = CpRequest {
         name: c.name.clone(),

@@ -27,29 +27,24 @@ fn wait_top(env: &TestEnv, needle: &str) {
     }
 }
 
-#[test]
-fn exec_tty_ctrl_c_reaches_the_command() {
-    require!(images::try_fixtures());
-    let env = require!(TestEnv::try_rootless());
-    skip_if_no_script!();
-    start(&env, "web", &[]);
-    let bin = skiff_bin().display().to_string();
-    let cmd = format!("{bin} exec -it web sleep 31; echo rc=$?");
+/// Runs `cmd` under `script`, types `input` once `top web` shows `needle`, and returns
+/// what the terminal showed.
+fn type_when_running(env: &TestEnv, cmd: &str, needle: &str, input: &[u8]) -> String {
     let mut child = env
-        .host_cmd("script", &["-qec", &cmd, "/dev/null"])
+        .host_cmd("script", &["-qec", cmd, "/dev/null"])
         .into_command()
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn script");
-    wait_top(&env, "sleep 31");
+    wait_top(env, needle);
     let mut stdin = child.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut stdin, b"\x03").expect("write ctrl-c");
+    std::io::Write::write_all(&mut stdin, input).expect("type");
     let t0 = Instant::now();
     while child.try_wait().expect("wait").is_none() {
         if t0.elapsed() > Duration::from_secs(20) {
             let _ = child.kill();
-            panic!("ctrl-c did not end the exec session");
+            panic!("{cmd}: typing {input:?} did not end the session");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -57,7 +52,39 @@ fn exec_tty_ctrl_c_reaches_the_command() {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
         .expect("read");
+    out
+}
+
+#[test]
+fn exec_tty_ctrl_c_and_detach_keys() {
+    require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootless());
+    skip_if_no_script!();
+    start(&env, "web", &[]);
+    let bin = skiff_bin().display().to_string();
+    // ctrl-c travels through the pty to the command.
+    let cmd = format!("{bin} exec -it web sleep 31; echo rc=$?");
+    let out = type_when_running(&env, &cmd, "sleep 31", b"\x03");
     assert!(out.contains("rc=130"), "{out}");
+    // ctrl-p ctrl-q detaches; the command keeps running with its terminal.
+    let cmd = format!("{bin} exec -it web sleep 32; echo rc=$?");
+    let out = type_when_running(&env, &cmd, "sleep 32", b"\x10\x11");
+    assert!(out.contains("rc=0"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let top = env.run(&["top", "web", "tty", "args"]);
+    assert!(
+        top.stdout_str()
+            .lines()
+            .any(|l| l.starts_with("pts/") && l.ends_with("sleep 32")),
+        "{}",
+        top.describe()
+    );
+    // Other keys when asked for.
+    let cmd = format!("{bin} exec -it --detach-keys ctrl-x web sleep 33; echo rc=$?");
+    let out = type_when_running(&env, &cmd, "sleep 33", b"\x18");
+    assert!(out.contains("rc=0"), "{out}");
+    env.run(&["exec", "--detach-keys", "bogus", "web", "true"])
+        .assert_code(125);
 }
 
 /// `run -d --name NAME [flags] busybox sleep 1000`.
@@ -258,10 +285,11 @@ fn exec_tty_gets_a_pty_inside_the_container() {
     let out = in_pty(
         &env,
         &format!(
-            "{bin} exec -t web sh -c 'cat /proc/self/stat | cut -d\" \" -f7; exit 4'; echo rc=$?"
+            "{bin} exec -t web sh -c '[ $(cut -d\" \" -f7 /proc/self/stat) != 0 ] && echo has-ctty; exit 4'; echo rc=$?"
         ),
         b"",
     );
+    assert!(out.stdout_str().contains("has-ctty"), "{}", out.describe());
     assert!(out.stdout_str().contains("rc=4"), "{}", out.describe());
     // The window size follows the user's terminal (SIGWINCH).
     let out = in_pty(
@@ -549,4 +577,48 @@ fn top_lists_container_processes_as_seen_inside() {
     env.run(&["top", "idle"])
         .assert_code(125)
         .stderr_contains("top can only be used on running containers");
+}
+
+#[test]
+fn rootful_exec_cp_top() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootful());
+    start(&env, "web", &[]);
+    assert_eq!(
+        exec_out(&env, &["-u", "tester", "web", "id", "-un"]),
+        "tester\n"
+    );
+    env.run(&["exec", "web", "sh", "-c", "exit 7"])
+        .assert_code(7);
+    fs::write(env.work.join("f"), "rootful\n").expect("write");
+    env.run(&["cp", "f", "web:/tmp/"]).success();
+    assert_eq!(owner_in(&env, "web", "/tmp/f"), "0:0");
+    env.run(&["cp", "web:/tmp/f", "back"]).success();
+    assert_eq!(
+        fs::read_to_string(env.work.join("back")).expect("back"),
+        "rootful\n"
+    );
+    let top = env.run(&["top", "web", "pid", "user", "args"]);
+    top.success();
+    assert!(
+        top.stdout_str()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "root", "sleep", "1000"]),
+        "{}",
+        top.describe()
+    );
+    env.run(&["run", "--name", "st", &fx.busybox.reference, "true"])
+        .success();
+    env.run(&["cp", "f", "st:/"]).success();
+    env.run(&["cp", "st:/f", "back2"]).success();
+    assert_eq!(
+        fs::read_to_string(env.work.join("back2")).expect("back2"),
+        "rootful\n"
+    );
+    // The helper's overlay mount lived in its own mount namespace only.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(env.root_dir.to_str().expect("utf8")),
+        "{mounts}"
+    );
 }
