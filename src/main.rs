@@ -13,6 +13,20 @@ mod userns;
 use clap::Parser;
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(fast) = monitor::FastArgs::parse(&argv) {
+        if matches!(fast.log_level.as_str(), "debug" | "trace") {
+            init_logging(&fast.log_level);
+        }
+        let code = match config::Paths::resolve(Some(&fast.root), Some(&fast.runroot)) {
+            Ok(paths) => monitor::main(&paths, &fast.args),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                125
+            }
+        };
+        std::process::exit(code);
+    }
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => std::process::exit(usage_error(&e)),

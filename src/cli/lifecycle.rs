@@ -134,6 +134,17 @@ fn wait_stopped(store: &mut Store, id: &str, timeout: Duration) -> anyhow::Resul
     }
 }
 
+/// Frozen tasks act on no signal until thawed, so stop and kill thaw a paused container.
+fn thaw(store: &mut Store, c: &ContainerRecord) -> anyhow::Result<()> {
+    if c.state == State::Paused {
+        if let Some(pid) = c.pid {
+            crate::runtime::cgroup::set_frozen(&c.id, &c.name, pid, false)?;
+            store.set_paused(&c.id, false)?;
+        }
+    }
+    Ok(())
+}
+
 fn signal_container(c: &ContainerRecord, sig: Signal) -> anyhow::Result<()> {
     let Some(pid) = c.pid else {
         return Ok(());
@@ -158,6 +169,7 @@ pub(super) fn stop_one(
         return Ok(());
     }
     store.set_stop_requested(&c.id, true)?;
+    thaw(store, c)?;
     let timeout = time.or(config(c).options.stop_timeout).unwrap_or(10);
     let sig = stop_signal(ctx, store, c);
     tracing::debug!(container = %c.name, %sig, timeout, "stop");
@@ -229,9 +241,10 @@ pub fn kill(ctx: &Ctx, a: KillArgs) -> anyhow::Result<i32> {
         .enumerate()
     {
         match t {
-            Ok(c) if c.state == State::Running => {
+            Ok(c) if matches!(c.state, State::Running | State::Paused) => {
                 if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
                     store.set_stop_requested(&c.id, true)?;
+                    thaw(&mut store, &c)?;
                 }
                 signal_container(&c, sig)?;
                 println!("{}", a.containers.get(i).cloned().unwrap_or(c.id));

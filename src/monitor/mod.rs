@@ -42,6 +42,57 @@ pub struct MonitorArgs {
     pub keys: String,
 }
 
+/// A monitor's command line as skiff itself writes it, parsed without clap: the monitor
+/// stays resident for the container's whole life, and clap's command tree and the log
+/// subscriber would leave a few hundred kB of heap behind in every one of them.
+pub struct FastArgs {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+    pub log_level: String,
+    pub args: MonitorArgs,
+}
+
+impl FastArgs {
+    /// Recognises `--root R --runroot RR --log-level L __monitor ID [--detach|--attach|
+    /// --stdin|--keys HEX]...`; anything else goes through the normal parser.
+    pub fn parse(argv: &[String]) -> Option<FastArgs> {
+        let [root_flag, root, runroot_flag, runroot, level_flag, level, cmd, id, rest @ ..] = argv
+        else {
+            return None;
+        };
+        if root_flag != "--root"
+            || runroot_flag != "--runroot"
+            || level_flag != "--log-level"
+            || cmd != "__monitor"
+        {
+            return None;
+        }
+        let mut args = MonitorArgs {
+            id: id.clone(),
+            detach: false,
+            attach: false,
+            stdin: false,
+            keys: String::new(),
+        };
+        let mut it = rest.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--detach" => args.detach = true,
+                "--attach" => args.attach = true,
+                "--stdin" => args.stdin = true,
+                "--keys" => args.keys = it.next()?.clone(),
+                _ => return None,
+            }
+        }
+        Some(FastArgs {
+            root: PathBuf::from(root),
+            runroot: PathBuf::from(runroot),
+            log_level: level.clone(),
+            args,
+        })
+    }
+}
+
 /// Start time of a process (clock ticks since boot), to tell a live monitor from a
 /// recycled pid.
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -350,6 +401,9 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             if let Some(i) = rep.client.take() {
                 io.clients[i].send(proto::OK);
             }
+            if o.sdnotify.as_deref().unwrap_or("conmon") == "conmon" {
+                notify_ready(me);
+            }
         }
         // While the container runs, hold as little memory as possible: the database
         // (and its page cache) is closed and reopened when the container exits.
@@ -359,8 +413,10 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         unsafe {
             libc::malloc_trim(0);
         }
+        release_dead_stack();
         last_userns = launched.userns;
         let exit = io.run(pid, &mut streams);
+        crate::runtime::cgroup::remove(&rec.id);
         tracing::debug!(id = %rec.id, code = exit.code, "container exited");
         store = match Store::open(paths) {
             Ok(s) => s,
@@ -400,4 +456,63 @@ fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) {
         let _ = crate::runtime::remove_container_dir(&store.paths, &dir);
     }
     let _ = store.delete_container(id);
+}
+
+/// Tells systemd (when it started us, with NotifyAccess=all) that the service is up and
+/// that the monitor is its main process, as conmon does with --sdnotify=conmon.
+fn notify_ready(monitor_pid: i32) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let msg = format!("MAINPID={monitor_pid}\nREADY=1\n");
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), &path)
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Gives back the stack pages that start-up (argument parsing, SQLite, the clone)
+/// touched and that no live frame uses: everything more than a page below the current
+/// stack pointer. The monitor then idles with a few pages of stack, not a hundred kB.
+fn release_dead_stack() {
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(line) = maps.lines().find(|l| l.ends_with("[stack]")) else {
+        return;
+    };
+    let Some((lo, _)) = line
+        .split_whitespace()
+        .next()
+        .and_then(|r| r.split_once('-'))
+    else {
+        return;
+    };
+    let Ok(lo) = usize::from_str_radix(lo, 16) else {
+        return;
+    };
+    let page = 4096usize;
+    // Keep a generous margin below the current frame for the calls still to come.
+    let end = (sp.saturating_sub(8 * 1024)) & !(page - 1);
+    if end > lo {
+        // SAFETY: [lo, end) lies below every live frame of this single-threaded process
+        // (the stack grows down from above sp); dropping those pages only makes the kernel
+        // hand out zeroed pages if the stack ever grows that deep again.
+        unsafe {
+            libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED);
+        }
+    }
 }

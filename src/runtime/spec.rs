@@ -379,7 +379,11 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
                 || opts
                     .volumes
                     .iter()
-                    .any(|v| v.split(':').nth(1) == Some(dst));
+                    .any(|v| v.split(':').nth(1) == Some(dst))
+                || opts
+                    .mounts
+                    .iter()
+                    .any(|m| super::mount_flag::parse_mount(m).is_ok_and(|f| f.destination == dst));
             if !taken {
                 mounts.push(mount(
                     dst,

@@ -11,6 +11,7 @@ mod support;
 
 mod bad_input;
 mod foundation;
+mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
