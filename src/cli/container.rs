@@ -356,6 +356,17 @@ pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result
     if o.interactive {
         args.push("--stdin".into());
     }
+    if o.tty {
+        if let Some(ws) = [0, 1, 2]
+            .into_iter()
+            .find_map(crate::runtime::pty::get_winsize)
+        {
+            args.extend([
+                "--size".into(),
+                format!("{}x{}", ws.ws_row, ws.ws_col).into(),
+            ]);
+        }
+    }
     let h =
         crate::userns::spawn_helper(std::path::Path::new("/proc/self/exe"), &args, None, |_| {})?;
     // The monitor outlives us if we detach; it is reparented when we exit.
@@ -372,8 +383,16 @@ pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result
 }
 
 /// Starts a monitor in the background and waits until it reports the container running.
+/// Holds the container's lock meanwhile, so `rm`, `cp` and another `start` wait for the
+/// outcome instead of racing the overlay mount.
 pub(super) fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
     use std::io::Read;
+    let _lock = crate::storage::lock::FileLock::exclusive(&super::manage::lock_path(ctx, &rec.id))?;
+    if let Ok(now) = Store::open(&ctx.paths).and_then(|s| s.find_container(&rec.id)) {
+        if matches!(now.state, State::Running | State::Paused) {
+            return Ok(());
+        }
+    }
     let mut args = ctx.self_args();
     args.extend(["__monitor".into(), rec.id.clone().into(), "--detach".into()]);
     let mut h =
@@ -495,6 +514,8 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     for name in &names {
         let c = match store.find_container(name) {
             Ok(c) => c,
+            // With --all, a container that removed itself meanwhile (--rm) is not an error.
+            Err(_) if a.all => continue,
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
@@ -502,6 +523,7 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             }
         };
         match super::manage::remove_container(ctx, &mut store, &c, a.force) {
+            Err(_) if a.all && store.find_container(&c.id).is_err() => continue,
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e}");

@@ -73,7 +73,7 @@ fn container_json(
         "ImageName": c.image_name,
         "Rootfs": "",
         "Name": c.name,
-        "RestartCount": 0,
+        "RestartCount": c.restarts,
         "Driver": "overlay",
         "Mounts": mounts,
         "Config": {

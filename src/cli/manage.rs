@@ -129,7 +129,7 @@ impl RemoveError {
     }
 }
 
-fn lock_path(ctx: &Ctx, id: &str) -> std::path::PathBuf {
+pub(super) fn lock_path(ctx: &Ctx, id: &str) -> std::path::PathBuf {
     ctx.paths.runroot.join("locks").join(id)
 }
 

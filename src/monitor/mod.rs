@@ -40,6 +40,9 @@ pub struct MonitorArgs {
     /// Detach key sequence, hex-encoded bytes (empty: none).
     #[arg(long, default_value = "")]
     pub keys: String,
+    /// The client's terminal size as ROWSxCOLS, for a container with a terminal.
+    #[arg(long, default_value = "")]
+    pub size: String,
 }
 
 /// A monitor's command line as skiff itself writes it, parsed without clap: the monitor
@@ -73,6 +76,7 @@ impl FastArgs {
             attach: false,
             stdin: false,
             keys: String::new(),
+            size: String::new(),
         };
         let mut it = rest.iter();
         while let Some(a) = it.next() {
@@ -81,6 +85,7 @@ impl FastArgs {
                 "--attach" => args.attach = true,
                 "--stdin" => args.stdin = true,
                 "--keys" => args.keys = it.next()?.clone(),
+                "--size" => args.size = it.next()?.clone(),
                 _ => return None,
             }
         }
@@ -94,11 +99,16 @@ impl FastArgs {
 }
 
 /// Start time of a process (clock ticks since boot), to tell a live monitor from a
-/// recycled pid.
+/// recycled pid. None for a process that is gone or a zombie: a killed monitor whose
+/// parent does not reap it still has a /proc entry.
 pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// True when the recorded monitor still runs.
@@ -316,6 +326,13 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             release_std();
         }
     }
+    // The attached client's terminal size, else the classic 24x80.
+    let size = args
+        .size
+        .split_once('x')
+        .and_then(|(r, c)| Some((r.parse::<u16>().ok()?, c.parse::<u16>().ok()?)))
+        .filter(|(r, c)| *r > 0 && *c > 0)
+        .unwrap_or((24, 80));
     let mut first = true;
     let mut last_userns: Option<OwnedFd> = None;
     let code = loop {
@@ -327,7 +344,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
                     input: None,
                     tty: true,
                 },
-                ContainerIo::Tty,
+                ContainerIo::Tty(size.0, size.1),
             )
         } else if passthrough {
             (

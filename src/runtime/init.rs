@@ -185,8 +185,16 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             mounts::populate_dev(&root).map_err(Fail::engine)?;
         }
     }
-    let tty = if matches!(a.io, ContainerIo::Tty) {
+    let tty = if let ContainerIo::Tty(rows, cols) = *a.io {
         let (master, slave) = pty::allocate(&root).map_err(Fail::engine)?;
+        // The size must be right before the program starts: it may ask at once.
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        pty::set_winsize(master.as_raw_fd(), &ws);
         super::fdpass::send_fds(a.sock.as_fd(), b"T", &[master.as_raw_fd()])
             .map_err(|e| Fail::engine(format!("passing the pty to the monitor: {e}")))?;
         Some(slave)

@@ -34,8 +34,9 @@ pub enum ContainerIo {
         stdout: OwnedFd,
         stderr: OwnedFd,
     },
-    /// A pty allocated inside the container; the master comes back to the monitor.
-    Tty,
+    /// A pty allocated inside the container, with this initial size (rows, columns);
+    /// the master comes back to the monitor.
+    Tty(u16, u16),
     /// The monitor's own stdio, unchanged (log driver passthrough).
     Inherit,
 }
