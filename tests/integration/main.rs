@@ -9,6 +9,7 @@ mod smoke_fixtures;
 
 mod support;
 
+mod auth;
 mod bad_input;
 mod foundation;
 mod lifecycle;

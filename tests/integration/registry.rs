@@ -43,6 +43,12 @@ pub fn try_registry() -> Result<&'static str, String> {
 static PID: AtomicI32 = AtomicI32::new(0);
 static DATA: OnceLock<PathBuf> = OnceLock::new();
 
+/// The storage directory of the registry this binary started (None when the registry
+/// came from SKIFF_TEST_REGISTRY): a second registry with auth can serve the same images.
+pub fn data_dir() -> Option<PathBuf> {
+    DATA.get().map(|d| d.join("data"))
+}
+
 extern "C" fn stop_registry() {
     let pid = PID.swap(0, Ordering::SeqCst);
     if pid > 0 {
