@@ -357,14 +357,10 @@ pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result
         args.push("--stdin".into());
     }
     if o.tty {
-        if let Some(ws) = [0, 1, 2]
-            .into_iter()
-            .find_map(crate::runtime::pty::get_winsize)
-        {
-            args.extend([
-                "--size".into(),
-                format!("{}x{}", ws.ws_row, ws.ws_col).into(),
-            ]);
+        let size = crate::runtime::pty::get_winsize(&std::io::stdout())
+            .or_else(|| crate::runtime::pty::get_winsize(&std::io::stdin()));
+        if let Some((rows, cols)) = size {
+            args.extend(["--size".into(), format!("{rows}x{cols}").into()]);
         }
     }
     let h =

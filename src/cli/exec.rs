@@ -15,8 +15,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
 use super::{Ctx, Exit};
-use crate::runtime::exec::{get_winsize, pidfd_open, recv_tag, send_tag, set_winsize, ExecRequest};
+use crate::runtime::exec::{pidfd_open, recv_tag, send_tag, ExecRequest};
 use crate::runtime::join::Target;
+use crate::runtime::pty::{get_winsize, set_winsize};
 use crate::storage::containers::State;
 use crate::storage::Store;
 
@@ -59,41 +60,6 @@ pub struct ExecArgs {
 const STATE_IMPROPER: &str =
     "can only create exec sessions on running containers: container state improper";
 
-/// Parses podman's detach-key syntax ("ctrl-p,ctrl-q", single characters, "" for none).
-pub fn parse_detach_keys(s: &str) -> anyhow::Result<Vec<u8>> {
-    let bad = || {
-        Exit::with(
-            125,
-            format!("invalid detach keys {s:?}: use a comma-separated list like ctrl-p,ctrl-q"),
-        )
-    };
-    if s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|k| {
-            let k = k.trim();
-            if let Some(c) = k.strip_prefix("ctrl-") {
-                let b = match c.as_bytes() {
-                    [b @ b'a'..=b'z'] => b - b'a' + 1,
-                    [b'@'] => 0,
-                    [b'['] => 27,
-                    [b'\\'] => 28,
-                    [b']'] => 29,
-                    [b'^'] => 30,
-                    [b'_'] => 31,
-                    _ => return Err(bad()),
-                };
-                Ok(b)
-            } else if k.len() == 1 {
-                Ok(k.as_bytes()[0])
-            } else {
-                Err(bad())
-            }
-        })
-        .collect()
-}
-
 /// The `-e` and `--env-file` entries as K=V (a bare NAME takes the host's value).
 fn extra_env(a: &ExecArgs) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -128,7 +94,10 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> anyhow::Result<i32> {
             "exec --privileged is not supported: the command gets the container's capabilities",
         ));
     }
-    let keys = parse_detach_keys(a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))?;
+    let keys = crate::monitor::proto::parse_detach_keys(
+        a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"),
+    )
+    .map_err(|e| Exit::with(125, e))?;
     if let Some(w) = &a.workdir {
         if !w.starts_with('/') {
             return Err(Exit::with(
@@ -235,18 +204,7 @@ fn wait_started(child: &mut Child, sync: &UnixStream) -> anyhow::Result<Option<O
     }
 }
 
-static HELPER: AtomicI32 = AtomicI32::new(0);
 static WINCH: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn forward(sig: libc::c_int) {
-    let pid = HELPER.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
 
 extern "C" fn on_winch(_: libc::c_int) {
     let fd = WINCH.load(Ordering::Relaxed);
@@ -261,45 +219,7 @@ extern "C" fn on_winch(_: libc::c_int) {
 
 /// Signals we get go to the helper, which passes them to the command.
 fn forward_signals(helper: i32) {
-    HELPER.store(helper, Ordering::Relaxed);
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        // SAFETY: the handler only reads an atomic and calls kill, both signal-safe.
-        unsafe {
-            let _ = signal(s, SigHandler::Handler(forward));
-        }
-    }
-}
-
-/// Puts a terminal in raw mode and restores it on drop (also on error paths).
-struct RawMode {
-    fd: std::io::Stdin,
-    saved: nix::sys::termios::Termios,
-}
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let fd = std::io::stdin();
-        let saved = tcgetattr(fd.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(fd.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        use nix::sys::termios::{tcsetattr, SetArg};
-        let _ = tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.saved);
-    }
+    crate::runtime::signal::forward_to(helper, crate::runtime::signal::FORWARDED);
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -312,7 +232,7 @@ enum Outcome {
 /// exits or the user types the detach keys.
 fn relay(master: &OwnedFd, helper: &Child, stdin_on: bool, keys: &[u8]) -> anyhow::Result<Outcome> {
     let stdin = std::io::stdin();
-    let _raw = if stdin_on { RawMode::enter() } else { None };
+    let _raw = crate::monitor::client::RawGuard::enter(stdin_on);
     let (winch_r, winch_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
     WINCH.store(winch_w.as_raw_fd(), Ordering::Relaxed);
@@ -445,15 +365,6 @@ fn scan_keys(pending: &mut Vec<u8>, input: &[u8], keys: &[u8]) -> (Vec<u8>, bool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detach_keys_parse() {
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), vec![16, 17]);
-        assert_eq!(parse_detach_keys("a,ctrl-[").unwrap(), vec![b'a', 27]);
-        assert!(parse_detach_keys("").unwrap().is_empty());
-        assert!(parse_detach_keys("ctrl-1").is_err());
-        assert!(parse_detach_keys("abc").is_err());
-    }
 
     #[test]
     fn detach_keys_scan() {

@@ -54,13 +54,14 @@ pub struct Session {
     pub name: String,
 }
 
-/// Restores the terminal on drop, whatever happens.
-struct RawGuard {
+/// Puts our terminal in raw mode and restores it on drop, whatever happens.
+pub struct RawGuard {
     saved: Option<termios::Termios>,
 }
 
 impl RawGuard {
-    fn enter(tty: bool) -> RawGuard {
+    /// Raw mode when `tty` is asked for and stdin is a terminal; a no-op guard otherwise.
+    pub fn enter(tty: bool) -> RawGuard {
         let stdin = std::io::stdin();
         if !tty || !nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
             return RawGuard { saved: None };
@@ -84,15 +85,10 @@ impl Drop for RawGuard {
 }
 
 fn send_size(ctl: &mut UnixStream) {
-    for fd in [1, 0, 2] {
-        if let Some(ws) = crate::runtime::pty::get_winsize(fd) {
-            let _ = ctl.write_all(
-                proto::Command::Resize(ws.ws_row, ws.ws_col)
-                    .line()
-                    .as_bytes(),
-            );
-            return;
-        }
+    let size = crate::runtime::pty::get_winsize(&std::io::stdout())
+        .or_else(|| crate::runtime::pty::get_winsize(&std::io::stdin()));
+    if let Some((rows, cols)) = size {
+        let _ = ctl.write_all(proto::Command::Resize(rows, cols).line().as_bytes());
     }
 }
 

@@ -3,7 +3,7 @@
 //! output goes straight to them, and a client that dies only detaches.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
@@ -284,13 +284,7 @@ impl Io {
                 }
                 Some(proto::Command::Resize(rows, cols)) => {
                     if let Some(m) = input {
-                        let ws = libc::winsize {
-                            ws_row: rows,
-                            ws_col: cols,
-                            ws_xpixel: 0,
-                            ws_ypixel: 0,
-                        };
-                        crate::runtime::pty::set_winsize(m.as_raw_fd(), &ws);
+                        crate::runtime::pty::set_winsize(m, rows, cols);
                     }
                 }
                 None => {}

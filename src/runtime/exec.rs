@@ -8,14 +8,12 @@
 //! and exits with its status. While it waits, the CLI may send `D` with the master to
 //! detach: the helper keeps the pty open (and drained) so the command is not hung up.
 
-use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::fcntl::{open, OFlag};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
@@ -45,79 +43,25 @@ pub struct ExecRequest {
     pub winsize: Option<(u16, u16)>,
 }
 
-nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
-nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
 nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
 nix::ioctl_write_int_bad!(tiocgptpeer, libc::TIOCGPTPEER);
 
-/// Sets a terminal's size.
-pub fn set_winsize(fd: &impl AsRawFd, rows: u16, cols: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads the winsize we own; on a non-tty it fails with ENOTTY.
-    let _ = unsafe { tiocswinsz(fd.as_raw_fd(), &ws) };
-}
-
-/// A terminal's size (rows, cols), if `fd` is a terminal.
-pub fn get_winsize(fd: &impl AsRawFd) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes into the winsize we own.
-    unsafe { tiocgwinsz(fd.as_raw_fd(), &mut ws) }
-        .ok()
-        .map(|_| (ws.ws_row, ws.ws_col))
-}
-
 /// Sends one tag byte, with an fd attached when given.
 pub fn send_tag(sock: &UnixStream, tag: u8, fd: Option<RawFd>) -> nix::Result<()> {
-    let buf = [tag];
-    let iov = [IoSlice::new(&buf)];
     let fds: Vec<RawFd> = fd.into_iter().collect();
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).map(drop)
+    super::fdpass::send_fds(sock.as_fd(), &[tag], &fds).map(drop)
 }
 
 /// Receives one tag byte and any fd sent with it; None at end of stream.
 pub fn recv_tag(sock: &UnixStream) -> nix::Result<Option<(u8, Option<OwnedFd>)>> {
     let mut buf = [0u8; 1];
-    let mut space = nix::cmsg_space!([RawFd; 2]);
     loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
+        match super::fdpass::recv_fds(sock.as_fd(), &mut buf) {
             Err(nix::errno::Errno::EINTR) => continue,
-            r => r?,
-        };
-        let mut fd = None;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(v) = c {
-                for raw in v {
-                    // SAFETY: the kernel just installed this descriptor for us; nothing
-                    // else owns it.
-                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                    if fd.is_none() {
-                        fd = Some(owned);
-                    }
-                }
-            }
+            Err(e) => return Err(e),
+            Ok((0, _)) => return Ok(None),
+            Ok((_, fds)) => return Ok(Some((buf[0], fds.into_iter().next()))),
         }
-        if msg.bytes == 0 {
-            return Ok(None);
-        }
-        return Ok(Some((buf[0], fd)));
     }
 }
 
@@ -154,18 +98,6 @@ pub fn status_code(s: WaitStatus) -> Option<i32> {
         WaitStatus::Exited(_, c) => Some(c),
         WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
         _ => None,
-    }
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward(sig: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
     }
 }
 
@@ -280,7 +212,7 @@ enum Never {}
 
 /// In the forked child, inside every namespace of the container: identity, pty, exec.
 fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Result<Never, Fail> {
-    reset_signals();
+    super::signal::reset_for_exec();
     process::set_rlimits(proc)?;
     let id = process::resolve_user(user)?;
     if req.tty {
@@ -337,20 +269,6 @@ fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Re
     Err(process::exec(&prog, &req.args, &env))
 }
 
-/// Gives the command default signal dispositions and an empty mask. Ignored signals
-/// survive exec: without this the command would inherit Rust's ignored SIGPIPE and the
-/// SIGINT/SIGQUIT a shell ignores for `skiff exec ... &`, and ctrl-c could not stop it.
-fn reset_signals() {
-    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-    for s in Signal::iterator() {
-        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
-            // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-            let _ = unsafe { signal(s, SigHandler::SigDfl) };
-        }
-    }
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-}
-
 /// Allocates a pty from the container's own devpts (its /dev/ptmx), sends the master to
 /// the CLI and returns the slave.
 fn open_pty(req: &ExecRequest, sync: &UnixStream) -> Result<OwnedFd, Fail> {
@@ -380,7 +298,7 @@ fn open_pty(req: &ExecRequest, sync: &UnixStream) -> Result<OwnedFd, Fail> {
     // SAFETY: raw is the new descriptor TIOCGPTPEER returned.
     let slave = unsafe { OwnedFd::from_raw_fd(raw) };
     if let Some((rows, cols)) = req.winsize {
-        set_winsize(&slave, rows, cols);
+        super::pty::set_winsize(&slave, rows, cols);
     }
     k(
         send_tag(sync, b'T', Some(master.as_raw_fd())),
@@ -393,22 +311,9 @@ fn open_pty(req: &ExecRequest, sync: &UnixStream) -> Result<OwnedFd, Fail> {
 /// the command's exit code.
 fn supervise(child: Pid, sync: &UnixStream) -> Result<i32, Fail> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    CHILD.store(child.as_raw(), Ordering::Relaxed);
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        // SAFETY: the handler only reads an atomic and calls kill, both signal-safe.
-        unsafe {
-            let _ = signal(s, SigHandler::Handler(forward));
-        }
-    }
+    let mut signals = super::signal::FORWARDED.to_vec();
+    signals.push(nix::sys::signal::Signal::SIGWINCH);
+    super::signal::forward_to(child.as_raw(), &signals);
     let _ = send_tag(sync, b'S', None);
     let Some(pidfd) = pidfd_open(child.as_raw()) else {
         return Ok(wait_code(child));

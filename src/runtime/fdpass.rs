@@ -11,7 +11,9 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 pub fn send_fds(sock: BorrowedFd, data: &[u8], fds: &[RawFd]) -> nix::Result<usize> {
     let iov = [IoSlice::new(data)];
     let cmsg = [ControlMessage::ScmRights(fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+    // An empty SCM_RIGHTS message is not allowed: send plain data then.
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
 }
 
 /// Receives up to `buf.len()` bytes and any fds sent with them. Returns (bytes, fds);

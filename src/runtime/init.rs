@@ -73,21 +73,6 @@ fn close_stray_fds(keep: i32) {
     }
 }
 
-/// The monitor blocks signals (it reads them from a signalfd) and Rust ignores SIGPIPE;
-/// both would leak into the container's program through exec.
-fn reset_signals() {
-    use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for s in Signal::iterator() {
-        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
-            // SAFETY: restoring default dispositions installs no handler code.
-            unsafe {
-                let _ = signal(s, SigHandler::SigDfl);
-            }
-        }
-    }
-}
-
 /// Puts the container's stdio in place: pipes from the monitor, or what the monitor has
 /// (passthrough). A terminal is set up later, once the container's devpts exists.
 fn setup_stdio(io: &ContainerIo) -> Result<(), Fail> {
@@ -123,7 +108,8 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
     if !matches!(a.io, ContainerIo::Inherit) {
         crate::LOG_SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    reset_signals();
+    // The monitor blocks signals (it reads them from a signalfd): reset them too.
+    super::signal::reset_for_exec();
     setup_stdio(a.io)?;
     close_stray_fds(a.sock.as_raw_fd());
     k(
@@ -188,13 +174,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
     let tty = if let ContainerIo::Tty(rows, cols) = *a.io {
         let (master, slave) = pty::allocate(&root).map_err(Fail::engine)?;
         // The size must be right before the program starts: it may ask at once.
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        pty::set_winsize(master.as_raw_fd(), &ws);
+        pty::set_winsize(&master, rows, cols);
         super::fdpass::send_fds(a.sock.as_fd(), b"T", &[master.as_raw_fd()])
             .map_err(|e| Fail::engine(format!("passing the pty to the monitor: {e}")))?;
         Some(slave)
@@ -333,23 +313,11 @@ fn loopback_up() -> Result<(), Fail> {
     Ok(())
 }
 
-static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
-
 /// `--init`: this process stays PID 1 (no binary needed in the image), forks the
 /// program, forwards signals to it and reaps every orphan, then exits with the program's
 /// status. Returns in the child, which goes on to exec.
 fn become_reaper(tty: Option<&OwnedFd>) -> Result<(), Fail> {
-    use nix::sys::signal::{signal, SigHandler, Signal};
+    use nix::sys::signal::Signal;
     use nix::sys::wait::{waitpid, WaitStatus};
     // SAFETY: this process is single-threaded (a clone of the single-threaded monitor).
     match unsafe { nix::unistd::fork() } {
@@ -360,22 +328,9 @@ fn become_reaper(tty: Option<&OwnedFd>) -> Result<(), Fail> {
             Ok(())
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            CHILD.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
-            for s in [
-                Signal::SIGTERM,
-                Signal::SIGINT,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-                Signal::SIGUSR1,
-                Signal::SIGUSR2,
-                Signal::SIGWINCH,
-                Signal::SIGCONT,
-            ] {
-                // SAFETY: the handler only reads an atomic and calls kill.
-                unsafe {
-                    let _ = signal(s, SigHandler::Handler(forward_signal));
-                }
-            }
+            let mut signals = super::signal::FORWARDED.to_vec();
+            signals.extend([Signal::SIGWINCH, Signal::SIGCONT]);
+            super::signal::forward_to(child.as_raw(), &signals);
             // Our own exec never happens: close the sync socket (and the pty slave) so
             // the monitor sees "started".
             close_stray_fds(-1);

@@ -10,20 +10,33 @@ use nix::mount::{mount, MsFlags};
 
 use super::mounts;
 
-/// Winsize helpers shared by the monitor and clients.
-pub fn get_winsize(fd: i32) -> Option<libc::winsize> {
-    // SAFETY: TIOCGWINSZ writes a winsize into the struct we own.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: ioctl with a valid pointer to ws.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0).then_some(ws)
+nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
+nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
+
+/// Sets a terminal's size.
+pub fn set_winsize(fd: &impl AsRawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we own; on a non-tty it fails with ENOTTY.
+    let _ = unsafe { tiocswinsz(fd.as_raw_fd(), &ws) };
 }
 
-pub fn set_winsize(fd: i32, ws: &libc::winsize) {
-    // SAFETY: TIOCSWINSZ reads the struct we pass.
-    unsafe {
-        libc::ioctl(fd, libc::TIOCSWINSZ, ws);
-    }
+/// A terminal's size (rows, cols), if `fd` is a terminal.
+pub fn get_winsize(fd: &impl AsRawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes into the winsize we own.
+    unsafe { tiocgwinsz(fd.as_raw_fd(), &mut ws) }
+        .ok()
+        .map(|_| (ws.ws_row, ws.ws_col))
 }
 
 /// Opens a new pty pair in the container's devpts (mounted at <root>/dev/pts) and binds
