@@ -19,6 +19,7 @@ mod process;
 pub mod pty;
 pub mod signal;
 pub mod spec;
+mod spec_mounts;
 pub mod sysctl;
 
 use std::path::PathBuf;

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Capability, Linux, LinuxCapabilities, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
-    LinuxNamespaceType, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root,
-    Spec, User,
+    LinuxNamespaceType, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec,
+    User,
 };
 
+pub use super::spec_mounts::parse_volume;
 use super::{CreateOptions, NetworkMode, RuntimeError};
 use crate::userns::IdMapping;
 
@@ -72,15 +73,6 @@ pub struct SpecInputs<'a> {
     pub hostname: String,
     /// Files in the bundle bind-mounted into the container: (source, destination).
     pub generated: Vec<(PathBuf, &'static str)>,
-}
-
-fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
-    let mut m = Mount::default();
-    m.set_destination(PathBuf::from(dest));
-    m.set_typ(Some(typ.to_string()));
-    m.set_source(Some(PathBuf::from(source)));
-    m.set_options(Some(options.iter().map(|s| s.to_string()).collect()));
-    m
 }
 
 /// The command the container runs: entrypoint + cmd, with docker's override rules.
@@ -172,72 +164,6 @@ pub fn environment(
         .collect())
 }
 
-/// A parsed `-v SRC:DST[:OPTS]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    pub source: PathBuf,
-    pub destination: String,
-    pub options: Vec<String>,
-    /// `U`: chown the source to the container's user at start.
-    pub chown: bool,
-}
-
-/// Parses a bind volume the way podman does; named volumes arrive with their own issue.
-pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
-    let bad = |detail: String| RuntimeError::BadFlag {
-        flag: "--volume",
-        detail,
-    };
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => {
-            return Err(bad(format!(
-                "invalid volume {spec:?}: expected SRC:DST[:OPTIONS]"
-            )))
-        }
-    };
-    if !dst.starts_with('/') {
-        return Err(bad(format!(
-            "invalid volume {spec:?}: container path {dst:?} must be absolute"
-        )));
-    }
-    if !(src.starts_with('/') || src.starts_with('.')) {
-        return Err(bad(format!(
-            "invalid volume {spec:?}: named volumes are not supported yet, give an absolute host path"
-        )));
-    }
-    let source = std::fs::canonicalize(src)
-        .map_err(|e| bad(format!("invalid volume {spec:?}: host path {src}: {e}")))?;
-    let mut options = Vec::new();
-    let mut chown = false;
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "U" => chown = true,
-            "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" | "rprivate"
-            | "private" | "rslave" | "slave" | "rshared" | "shared" => options.push(o.to_string()),
-            "z" | "Z" | "bind" | "rbind" => {}
-            other => {
-                return Err(bad(format!(
-                    "invalid volume {spec:?}: unknown option {other:?}"
-                )))
-            }
-        }
-    }
-    if chown && options.iter().any(|o| o == "ro") {
-        return Err(bad(format!(
-            "invalid volume {spec:?}: U cannot be combined with ro yet: drop ro, or chown the directory with `skiff unshare chown`"
-        )));
-    }
-    Ok(Volume {
-        source,
-        destination: dst.to_string(),
-        options,
-        chown,
-    })
-}
-
 fn to_id_mappings(v: &[crate::userns::IdRange]) -> Vec<LinuxIdMapping> {
     v.iter()
         .filter_map(|r| {
@@ -324,120 +250,7 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     root.set_path(PathBuf::from("rootfs"));
     root.set_readonly(Some(opts.read_only));
 
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-    ];
-    match inp.network {
-        NetworkMode::Host => mounts.push(mount(
-            "/sys",
-            "bind",
-            "/sys",
-            &["rbind", "nosuid", "noexec", "nodev", "ro"],
-        )),
-        NetworkMode::None => mounts.push(mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        )),
-    }
-    // Before the generated files: /run/.containerenv lives on the /run tmpfs.
-    if opts.read_only && opts.read_only_tmpfs.unwrap_or(true) {
-        for dst in ["/run", "/tmp", "/var/tmp"] {
-            let taken = opts.tmpfs.iter().any(|t| t.split(':').next() == Some(dst))
-                || opts
-                    .volumes
-                    .iter()
-                    .any(|v| v.split(':').nth(1) == Some(dst))
-                || opts
-                    .mounts
-                    .iter()
-                    .any(|m| super::mount_flag::parse_mount(m).is_ok_and(|f| f.destination == dst));
-            if !taken {
-                mounts.push(mount(
-                    dst,
-                    "tmpfs",
-                    "tmpfs",
-                    &["rw", "nosuid", "nodev", "mode=1777"],
-                ));
-            }
-        }
-    }
-    for (src, dst) in &inp.generated {
-        let ro: &[&str] = if *dst == "/run/.containerenv" {
-            &["bind", "ro"]
-        } else {
-            &["bind"]
-        };
-        mounts.push(mount(dst, "bind", &src.display().to_string(), ro));
-    }
-    // Container paths to chown to the container's user at start (`:U`).
-    let mut chown: Vec<String> = Vec::new();
-    for v in &opts.volumes {
-        let vol = parse_volume(v)?;
-        if vol.chown {
-            chown.push(vol.destination.clone());
-        }
-        let mut o: Vec<&str> = vec!["rbind"];
-        o.extend(vol.options.iter().map(String::as_str));
-        mounts.push(mount(
-            &vol.destination,
-            "bind",
-            &vol.source.display().to_string(),
-            &o,
-        ));
-    }
-    for t in &opts.tmpfs {
-        let (dst, o) = t.split_once(':').unwrap_or((t, ""));
-        if !dst.starts_with('/') {
-            return Err(RuntimeError::BadFlag {
-                flag: "--tmpfs",
-                detail: format!("invalid tmpfs {t:?}: path must be absolute"),
-            });
-        }
-        let mut options: Vec<&str> = vec!["rw", "noexec", "nosuid", "nodev"];
-        options.extend(o.split(',').filter(|s| !s.is_empty()));
-        mounts.push(mount(dst, "tmpfs", "tmpfs", &options));
-    }
-    for raw in &opts.mounts {
-        let m = super::mount_flag::parse_mount(raw)?;
-        if m.chown {
-            chown.push(m.destination.clone());
-        }
-        mounts.push(super::mount_flag::to_spec_mount(&m, raw)?);
-    }
-    check_unique_destinations(&mounts[mounts.len() - user_mounts(opts)..])?;
+    let (mounts, chown) = super::spec_mounts::mounts(inp)?;
 
     let mut ns = vec![
         LinuxNamespaceType::Mount,
@@ -500,30 +313,6 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     ann.insert("io.skiff.id".to_string(), inp.id.to_string());
     spec.set_annotations(Some(ann));
     Ok(spec)
-}
-
-/// How many mounts -v, --tmpfs and --mount add (they come last in the spec's list).
-fn user_mounts(opts: &CreateOptions) -> usize {
-    opts.volumes.len() + opts.tmpfs.len() + opts.mounts.len()
-}
-
-/// Two user mounts on one container path would silently hide one of them; podman
-/// refuses that, and so do we.
-fn check_unique_destinations(mounts: &[Mount]) -> Result<(), RuntimeError> {
-    let mut seen = HashSet::new();
-    for m in mounts {
-        let d = m.destination().display().to_string();
-        let norm = d.trim_end_matches('/').to_string();
-        if !seen.insert(norm) {
-            return Err(RuntimeError::BadFlag {
-                flag: "--mount",
-                detail: format!(
-                    "duplicate mount destination {d}: give each -v/--tmpfs/--mount its own container path"
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The spec's ID mapping, if the container has a user namespace.
