@@ -327,6 +327,12 @@ pub fn create(ctx: &Ctx, a: CreateArgs) -> anyhow::Result<i32> {
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
+    if a.detach && a.flags.log_driver.as_deref() == Some("passthrough") {
+        return Err(Exit::with(
+            125,
+            "--log-driver passthrough needs an attached run: it cannot be used with -d",
+        ));
+    }
     let (store, rec) = create_from(ctx, a.flags)?;
     drop(store);
     if a.detach {

@@ -17,7 +17,12 @@ use crate::storage::Store;
 pub struct StopArgs {
     /// Seconds to wait for the stop signal to work before killing (default: the
     /// container's --stop-timeout, else 10)
-    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub time: Option<u32>,
     /// Stop all running containers
     #[arg(short, long)]
@@ -47,7 +52,12 @@ pub struct WaitArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// Seconds to wait before killing (default: the container's --stop-timeout, else 10)
-    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    #[arg(
+        short = 't',
+        long = "time",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub time: Option<u32>,
     #[arg(required = true)]
     pub containers: Vec<String>,

@@ -161,6 +161,8 @@ pub fn remove_container(
     crate::runtime::remove_container_dir(&ctx.paths, &ctx.paths.container_dir(&c.id))
         .map_err(anyhow::Error::from)?;
     store.delete_container(&c.id).map_err(anyhow::Error::from)?;
+    // A monitor that was killed could not remove its socket.
+    let _ = std::fs::remove_file(crate::monitor::attach_socket(&ctx.paths, &c.id));
     cgroup::remove(&c.id);
     let _ = std::fs::remove_file(&lock);
     Ok(())

@@ -53,18 +53,30 @@ impl LogWriter {
                 Some(t) => (t, "F"),
                 None => (piece, "P"),
             };
+            let start = out.len();
             out.extend_from_slice(format!("{ts} {} {tag} ", stream.name()).as_bytes());
             out.extend_from_slice(text);
             out.push(b'\n');
-        }
-        if let Some(max) = self.max_size {
-            if self.written + out.len() as u64 > max {
-                let _ = self.file.set_len(0);
-                let _ = self.file.rewind();
-                self.written = 0;
+            // The limit is kept record by record, as conmon does: a big read never
+            // pushes the file far past max-size.
+            if let Some(max) = self.max_size {
+                if self.written + out.len() as u64 > max {
+                    self.flush(&out[..start]);
+                    let _ = self.file.set_len(0);
+                    let _ = self.file.rewind();
+                    self.written = 0;
+                    out.drain(..start);
+                }
             }
         }
-        if self.file.write_all(&out).is_ok() {
+        self.flush(&out);
+    }
+
+    fn flush(&mut self, out: &[u8]) {
+        if out.is_empty() {
+            return;
+        }
+        if self.file.write_all(out).is_ok() {
             self.written += out.len() as u64;
         } else {
             tracing::debug!(path = %self.path.display(), "log write failed");

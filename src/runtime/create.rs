@@ -57,6 +57,53 @@ fn random_name() -> String {
     )
 }
 
+/// Checks the flags the monitor acts on (restart policy, logging, stop signal) before
+/// anything is written, so a bad value leaves no container behind.
+fn validate_lifecycle(opts: &CreateOptions) -> Result<(), RuntimeError> {
+    let bad = |flag: &'static str, detail: String| RuntimeError::BadFlag { flag, detail };
+    let policy = crate::monitor::RestartPolicy::parse(opts.restart.as_deref())
+        .map_err(|e| bad("--restart", e))?;
+    if opts.rm && policy != crate::monitor::RestartPolicy::No {
+        return Err(bad(
+            "--restart",
+            "the --rm option conflicts with --restart: choose one".into(),
+        ));
+    }
+    match opts.log_driver.as_deref().unwrap_or("k8s-file") {
+        "k8s-file" | "none" | "passthrough" => {}
+        other => {
+            return Err(bad(
+                "--log-driver",
+                format!("unknown log driver {other:?}: use k8s-file, none or passthrough"),
+            ))
+        }
+    }
+    for o in &opts.log_opts {
+        match o.split_once('=') {
+            Some(("max-size", v)) if crate::monitor::parse_size(v).is_some() => {}
+            Some(("max-size", v)) => {
+                return Err(bad(
+                    "--log-opt",
+                    format!("invalid max-size {v:?}: use a size like 10m"),
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    "--log-opt",
+                    format!("unsupported log option {o:?}: skiff knows max-size=SIZE"),
+                ))
+            }
+        }
+    }
+    if let Some(s) = &opts.stop_signal {
+        super::signal::parse(s).map_err(|e| bad("--stop-signal", e))?;
+    }
+    if let Some(k) = &opts.detach_keys {
+        crate::monitor::proto::parse_detach_keys(k).map_err(|e| bad("--detach-keys", e))?;
+    }
+    Ok(())
+}
+
 /// podman's rule for container names (create, rename).
 pub fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();
@@ -73,6 +120,7 @@ pub fn create(
     opts: &CreateOptions,
 ) -> Result<ContainerRecord, RuntimeError> {
     let network = NetworkMode::parse(opts.network.as_deref().unwrap_or("none"))?;
+    validate_lifecycle(opts)?;
     if let Some(n) = &opts.name {
         if !valid_name(n) {
             return Err(RuntimeError::BadFlag {

@@ -73,8 +73,30 @@ impl Target {
         if ppid != mpid || !crate::monitor::is_alive(mpid, mstart) {
             return Err(gone());
         }
+        // Under --init, PID 1 is skiff's reaper, which never execs and so stays
+        // non-dumpable (its /proc/PID/ns files are closed to us, by design: it must not
+        // expose the skiff binary). Its child, the container's program, shares every
+        // namespace and is an ordinary process: join through that one.
+        if std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            if let Some(child) = first_child(pid) {
+                return Ok(child);
+            }
+        }
         Ok(Target { pid, start })
     }
+}
+
+/// The oldest child of `pid` that is still its child, with its start time.
+fn first_child(pid: i32) -> Option<Target> {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    list.split_whitespace().find_map(|c| {
+        let c: i32 = c.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).ok()?;
+        let (ppid, start) = parse_stat(&stat)?;
+        (ppid == pid).then_some(Target { pid: c, start })
+    })
 }
 
 /// Namespace kinds in the order they must be joined: user first (it grants the
