@@ -211,7 +211,19 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
             println!("Untagged: {n}");
             continue;
         }
-        match store.remove_image(&img.id, a.force) {
+        if a.force {
+            // As podman: containers using the image go first (running ones are killed).
+            for c in store.containers()? {
+                if c.image_id == img.id {
+                    if let Err(e) = super::manage::remove_container(ctx, &mut store, &c, true) {
+                        eprintln!("Error: {e}");
+                        code = e.exit_code();
+                    }
+                }
+            }
+        }
+        // Never with force in the store: a container created meanwhile keeps its image.
+        match store.remove_image(&img.id, false) {
             Ok(()) => {}
             Err(e @ crate::storage::StorageError::ImageInUse { .. }) => {
                 eprintln!("Error: {e}");
@@ -225,12 +237,20 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
         }
         println!("Deleted: {}", img.id);
     }
+    collect(ctx, &mut store)?;
+    Ok(code)
+}
+
+/// Deletes layers and blobs no image refers to, under the exclusive GC lock so a pull,
+/// commit or import in progress keeps what it has written so far.
+pub fn collect(ctx: &Ctx, store: &mut Store) -> anyhow::Result<()> {
+    let _gc = crate::storage::lock::FileLock::gc(&ctx.paths, true)?;
     let garbage = store.collect_garbage()?;
     crate::userns::remove_trees(&ctx.paths, &garbage.layer_dirs)?;
     for b in garbage.blobs {
         let _ = std::fs::remove_file(b);
     }
-    Ok(code)
+    Ok(())
 }
 
 pub fn tag(ctx: &Ctx, a: TagArgs) -> anyhow::Result<i32> {

@@ -1,11 +1,13 @@
 //! Command-line definitions (clap derive), one file per command family. Each command
 //! parses, calls into the engine modules, and prints; no engine logic lives here.
 
+mod commit;
 mod container;
 mod cp;
 mod exec;
 mod format;
 mod image;
+mod image_group;
 mod inspect;
 mod lifecycle;
 mod manage;
@@ -114,6 +116,16 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Display the running processes of a container
     Top(top::TopArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Import a tarball as a filesystem image
+    Import(commit::ImportArgs),
+    /// Export a container's filesystem contents as a tar archive
+    Export(commit::ExportArgs),
+    /// Show the history of an image
+    History(image_group::HistoryArgs),
+    /// Manage images (podman's `image` group: ls, rm, pull, tag, inspect, prune, ...)
+    Image(image_group::ImageArgs),
     /// Run a command inside your user namespace (to inspect or remove files owned by
     /// subordinate IDs)
     Unshare(system::UnshareArgs),
@@ -129,6 +141,8 @@ pub enum Command {
     ExecHelper,
     #[command(name = "__cp", hide = true)]
     CpHelper,
+    #[command(name = "__archive", hide = true)]
+    ArchiveHelper,
     #[command(name = "__rm-tree", hide = true)]
     RmTree { dirs: Vec<PathBuf> },
     #[command(name = "__unshare", hide = true)]
@@ -170,6 +184,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Images(a) => image::images(&ctx, a),
         Command::Rmi(a) => image::rmi(&ctx, a),
         Command::Tag(a) => image::tag(&ctx, a),
+        Command::Commit(a) => commit::commit(&ctx, a),
+        Command::Import(a) => commit::import(&ctx, a),
+        Command::Export(a) => commit::export(&ctx, a),
+        Command::History(a) => image_group::history(&ctx, a),
+        Command::Image(a) => image_group::image_group(&ctx, a),
+        Command::ArchiveHelper => Ok(crate::runtime::export::helper_main()),
         Command::Inspect(a) => inspect::inspect(&ctx, a),
         Command::Run(a) => container::run(&ctx, a),
         Command::Create(a) => container::create(&ctx, a),

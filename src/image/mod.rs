@@ -1,5 +1,6 @@
 //! Images: reference parsing, the registry client, and pulling into the store.
 
+pub mod compose;
 mod fetch;
 pub mod progress;
 pub mod pull;

@@ -8,6 +8,7 @@ mod chown;
 pub mod cp;
 pub mod create;
 pub mod exec;
+pub mod export;
 pub mod fdpass;
 mod init;
 pub mod join;

@@ -101,6 +101,21 @@ impl Store {
                     id,
                 });
             }
+            // Checked in the same transaction as the insert: an `rmi` that won the race
+            // has removed the image (and may collect its layers), so the container
+            // must not be created on top of them.
+            let image: Option<String> = tx
+                .query_row("SELECT id FROM images WHERE id = ?1", [&c.image_id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| db_err(tx, e))?;
+            if image.is_none() {
+                return Err(StorageError::ImageNotKnown(format!(
+                    "{} (removed while the container was being created)",
+                    c.image_name
+                )));
+            }
             tx.execute(
                 &format!("INSERT INTO containers ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
                 params![

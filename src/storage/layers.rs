@@ -82,21 +82,38 @@ impl Store {
 
     /// Drops the records of layers and blobs no image refers to any more.
     pub fn collect_garbage(&mut self) -> Result<Garbage, StorageError> {
-        let images = self.images()?;
         let mut used_diffs = HashSet::new();
         let mut used_blobs = HashSet::new();
-        for img in &images {
-            used_blobs.insert(img.config_digest());
-            used_blobs.insert(img.manifest_digest.clone());
-            for l in &img.layers {
-                used_diffs.insert(l.diff_id.clone());
-                used_blobs.insert(l.digest.clone());
-            }
-        }
         let layers_dir = self.paths.layers();
         let blobs_dir = self.paths.blobs();
         let mut garbage = Garbage::default();
         self.write(|tx| {
+            // What is in use is read in the same transaction that deletes, so an image
+            // recorded meanwhile cannot lose its layers.
+            let images: Vec<(String, String, String)> = {
+                let mut st = tx
+                    .prepare("SELECT id, manifest_digest, layers FROM images")
+                    .map_err(|e| db_err(tx, e))?;
+                let v = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(|e| db_err(tx, e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| db_err(tx, e))?;
+                v
+            };
+            for (id, manifest, layers) in images {
+                used_blobs.insert(format!("sha256:{id}"));
+                used_blobs.insert(manifest);
+                let layers: Vec<super::images::LayerRef> =
+                    serde_json::from_str(&layers).map_err(|e| StorageError::Corrupt {
+                        what: format!("image {id}"),
+                        detail: e.to_string(),
+                    })?;
+                for l in layers {
+                    used_diffs.insert(l.diff_id);
+                    used_blobs.insert(l.digest);
+                }
+            }
             let rows: Vec<(String, String, String)> = {
                 let mut st = tx
                     .prepare("SELECT diff_id, mapping, dir FROM layers")

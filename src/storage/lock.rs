@@ -15,6 +15,28 @@ pub struct FileLock {
 impl FileLock {
     /// Blocks until the lock on `path` is ours.
     pub fn exclusive(path: &Path) -> Result<FileLock, StorageError> {
+        Self::take(path, libc::LOCK_EX)
+    }
+
+    /// Blocks until we share the lock on `path` (others may share it; an exclusive
+    /// holder waits for all of us).
+    pub fn shared(path: &Path) -> Result<FileLock, StorageError> {
+        Self::take(path, libc::LOCK_SH)
+    }
+
+    /// The store-wide garbage-collection lock: whoever writes blobs or layers that no
+    /// image record refers to yet (pull, commit, import, load) holds it shared, and
+    /// collection takes it exclusively, so it never deletes work in progress.
+    pub fn gc(paths: &crate::config::Paths, exclusive: bool) -> Result<FileLock, StorageError> {
+        let p = paths.runroot.join("locks").join("gc");
+        if exclusive {
+            Self::exclusive(&p)
+        } else {
+            Self::shared(&p)
+        }
+    }
+
+    fn take(path: &Path, op: libc::c_int) -> Result<FileLock, StorageError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         }
@@ -27,7 +49,7 @@ impl FileLock {
         tracing::trace!(path = %path.display(), "flock");
         loop {
             // SAFETY: flock on an fd we own; no memory is passed.
-            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
             if r == 0 {
                 break;
             }

@@ -2,9 +2,11 @@
 //! content-addressed blob store, and unpacked layer directories. Only this module opens
 //! the database.
 
+pub mod archive;
 pub mod blobs;
 pub mod containers;
 pub mod images;
+pub mod layer_build;
 pub mod layer_helper;
 pub mod layers;
 pub mod lock;

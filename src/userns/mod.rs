@@ -6,7 +6,7 @@ mod helper;
 mod remove;
 mod subid;
 
-pub use helper::{enter_from_parent, spawn_helper};
+pub use helper::{enter_from_parent, spawn_helper, HelperChild};
 pub use remove::{remove_trees, rm_tree_main};
 pub use subid::{lookup_subids, SubIdRange};
 

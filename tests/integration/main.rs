@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod foundation;
+mod images_store;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
