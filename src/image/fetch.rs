@@ -38,11 +38,31 @@ impl LayerJob {
     }
 }
 
+/// Where a layer's compressed bytes come from.
+pub enum Source<'a> {
+    /// The registry, unless the blob store already has the blob.
+    Registry { reg: &'a Registry, anchor: &'a str },
+    /// A local file whose digest the caller already checked (`load`).
+    File(&'a Path),
+}
+
 /// Fetches and unpacks one layer; returns its uncompressed size.
 pub async fn fetch_and_unpack(
     paths: &Paths,
     reg: &Registry,
     anchor: &str,
+    job: &LayerJob,
+    mapping: Option<&IdMapping>,
+    progress: &Progress,
+) -> Result<u64, ImageError> {
+    unpack(paths, Source::Registry { reg, anchor }, job, mapping, progress).await
+}
+
+/// Unpacks one layer from `source` through the unpack helper, committing it only when
+/// its diff_id matches; returns its uncompressed size.
+pub async fn unpack(
+    paths: &Paths,
+    source: Source<'_>,
     job: &LayerJob,
     mapping: Option<&IdMapping>,
     progress: &Progress,
@@ -80,14 +100,19 @@ pub async fn fetch_and_unpack(
     let mut rd = BufReader::new(rd);
 
     let store = crate::storage::Store::open(paths)?;
-    let have_blob = store.has_blob(&job.digest);
     let bar = progress.blob(&job.digest, Some(job.size));
-    let streamed = if have_blob {
-        stream_local(&store, job, pipe).await.map(|_| None)
-    } else {
-        stream_remote(&store, reg, anchor, job, pipe, &bar)
-            .await
-            .map(Some)
+    let (streamed, have_blob) = match source {
+        Source::Registry { reg, anchor } if !store.has_blob(&job.digest) => (
+            stream_remote(&store, reg, anchor, job, pipe, &bar)
+                .await
+                .map(Some),
+            false,
+        ),
+        Source::Registry { .. } => match store.blob_path(&job.digest) {
+            Ok(p) => (stream_file(&p, job, pipe).await.map(|_| None), true),
+            Err(e) => (Err(e.into()), true),
+        },
+        Source::File(p) => (stream_file(p, job, pipe).await.map(|_| None), false),
     };
     drop(store);
 
@@ -141,13 +166,13 @@ pub async fn fetch_and_unpack(
     Ok(size)
 }
 
-async fn stream_local(
-    store: &crate::storage::Store,
+async fn stream_file(
+    path: &Path,
     job: &LayerJob,
     mut pipe: tokio::net::unix::pipe::Sender,
 ) -> Result<(), ImageError> {
     use std::io::Read;
-    let path = store.blob_path(&job.digest)?;
+    let path = path.to_path_buf();
     let mut f = std::fs::File::open(&path).map_err(|source| ImageError::Io {
         path: path.clone(),
         source,

@@ -1,8 +1,13 @@
 //! Images: reference parsing, the registry client, and pulling into the store.
 
+pub mod archive;
 pub mod compose;
 mod fetch;
+pub mod load;
+pub mod login;
 pub mod progress;
+pub mod push;
+pub mod save;
 pub mod pull;
 pub mod reference;
 mod registry;
@@ -71,6 +76,9 @@ pub enum ImageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// login, push, save or load failed; `what` names the registry, image or file.
+    #[error("{what}: {detail}")]
+    Transfer { what: String, detail: String },
     /// Pull policy `never` and the image is not in the store.
     #[error("{0}: image not known and --pull=never was given")]
     NotPresent(String),

@@ -16,9 +16,9 @@ use crate::util::TestEnv;
 
 /// A docker-registry with htpasswd auth over the main test registry's storage, killed on
 /// drop.
-struct AuthRegistry {
+pub struct AuthRegistry {
     child: Child,
-    addr: String,
+    pub addr: String,
     _dir: tempfile::TempDir,
 }
 
@@ -29,7 +29,7 @@ impl Drop for AuthRegistry {
     }
 }
 
-fn start_auth_registry() -> Result<AuthRegistry, String> {
+pub fn start_auth_registry() -> Result<AuthRegistry, String> {
     // The fixtures live in the main registry, which this starts if needed.
     crate::images::try_fixtures()?;
     let data = crate::registry::data_dir()

@@ -6,15 +6,19 @@ mod registry;
 mod util;
 
 mod smoke_fixtures;
+mod store_integrity;
 
 mod support;
 
 mod auth;
 mod bad_input;
+mod docs;
 mod foundation;
+mod images_transfer;
 mod images_store;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
+mod systemd;
 mod unpack;
