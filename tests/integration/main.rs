@@ -6,13 +6,11 @@ mod registry;
 mod util;
 
 mod smoke_fixtures;
-mod store_integrity;
 
 mod support;
 
 mod auth;
 mod bad_input;
-mod docs;
 mod foundation;
 mod images_transfer;
 mod images_store;
@@ -20,5 +18,4 @@ mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
-mod systemd;
 mod unpack;
