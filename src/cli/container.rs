@@ -127,6 +127,8 @@ pub struct CreateFlags {
     /// How to notify systemd: conmon, container, ignore
     #[arg(long, value_name = "MODE")]
     pub sdnotify: Option<String>,
+    #[command(flatten)]
+    pub security: super::security_flags::SecurityFlags,
     /// The image to run
     pub image: String,
     /// Command and arguments (default: the image's)
@@ -298,6 +300,7 @@ fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRe
         sysctls: f.sysctl,
         platform: f.platform,
         sdnotify: f.sdnotify,
+        security: f.security.into_options(),
     };
     let mapping = user_mapping(ctx)?;
     let mut res =

@@ -106,6 +106,7 @@ pub fn remove(id: &str) {
     if !safe_id(id) {
         return;
     }
+    super::resources::remove(id);
     let dir = if unified() {
         let Some(base) = v2_path(std::process::id() as i32) else {
             return;

@@ -167,6 +167,12 @@ pub fn create(
         bundle::check_dns_search(d)?;
     }
     super::sysctl::parse_sysctls(&opts.sysctls, network)?;
+    super::security::validate(&opts.security)?;
+    super::resources::parse_limits(&opts.security)?;
+    super::resources::check_oom_score_adj(opts.security.oom_score_adj)?;
+    for u in &opts.security.ulimits {
+        super::resources::parse_ulimit(u)?;
+    }
     let labels = super::labels::labels(&image_config, &opts.labels)?;
     let annotations = super::labels::annotations(&opts.annotations)?;
     let mapping_key = crate::image::pull::mapping_key(mapping);
@@ -211,6 +217,10 @@ pub fn create(
         })
         .unwrap_or_default(),
     };
+    let support = super::resources::cgroup_support(store.paths.rootless);
+    for w in super::resources::warnings(&opts.security, support) {
+        tracing::warn!("{w}");
+    }
     store.insert_container(&record)?;
     let dir = store.paths.container_dir(&id);
     let res = write_bundle(

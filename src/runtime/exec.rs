@@ -156,6 +156,9 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
         "prctl(PR_SET_DUMPABLE)",
     )?;
     let spec = super::bundle::load_spec(&req.bundle).map_err(|e| Fail::engine(e.to_string()))?;
+    // The command shares the container's limits (and its freezer): join its cgroups
+    // before forking it.
+    super::resources::join_like(req.target.pid);
     let proc = spec
         .process()
         .clone()
@@ -182,7 +185,8 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
     match k(unsafe { nix::unistd::fork() }, "fork")? {
         ForkResult::Child => {
             drop(status_r);
-            let f = match child(req, &proc, &user, sync) {
+            let nonroot = super::security::nonroot_caps(&spec);
+            let f = match child(req, &proc, &user, &nonroot, sync) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -211,7 +215,13 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
 enum Never {}
 
 /// In the forked child, inside every namespace of the container: identity, pty, exec.
-fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Result<Never, Fail> {
+fn child(
+    req: &ExecRequest,
+    proc: &Process,
+    user: &str,
+    nonroot_caps: &str,
+    sync: &UnixStream,
+) -> Result<Never, Fail> {
     super::signal::reset_for_exec();
     process::set_rlimits(proc)?;
     let id = process::resolve_user(user)?;
@@ -229,7 +239,7 @@ fn child(req: &ExecRequest, proc: &Process, user: &str, sync: &UnixStream) -> Re
         k(nix::unistd::dup2_stdout(&slave), "dup2 stdout")?;
         k(nix::unistd::dup2_stderr(&slave), "dup2 stderr")?;
     }
-    process::become_user(proc, &id)?;
+    process::become_user(proc, &id, nonroot_caps)?;
     let cwd = req
         .workdir
         .clone()

@@ -242,7 +242,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             Some(nix::unistd::Gid::from_raw(id.gid)),
         );
     }
-    process::become_user(&p, &id)?;
+    process::become_user(&p, &id, &super::security::nonroot_caps(a.spec))?;
     nix::unistd::chdir(&cwd)
         .map_err(|e| Fail::engine(format!("chdir to `{}`: {}", cwd.display(), e.desc())))?;
     let mut env = p.env().clone().unwrap_or_default();

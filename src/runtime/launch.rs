@@ -129,6 +129,15 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
     } else {
         None
     };
+    // Limits bind before the init runs anything, so nothing it forks escapes them. The
+    // OOM score is written from here: once the init is not dumpable, its /proc files
+    // belong to a root its user namespace does not map.
+    if let Err(e) = super::resources::apply(&spec, pid.as_raw()) {
+        return Err(fail(RuntimeError::Init {
+            code: 125,
+            message: format!("applying resource limits: {e}"),
+        }));
+    }
     parent_sock.write_all(b"M").map_err(|source| {
         fail(RuntimeError::Io {
             path: bundle_dir.to_path_buf(),

@@ -18,6 +18,8 @@ pub mod mount_flag;
 mod mounts;
 mod process;
 pub mod pty;
+pub mod resources;
+pub mod security;
 pub mod signal;
 pub mod spec;
 mod spec_mounts;
@@ -139,6 +141,35 @@ pub struct CreateOptions {
     pub platform: Option<String>,
     /// conmon (default), container, ignore.
     pub sdnotify: Option<String>,
+    /// Security and resources (src/runtime/security.rs, resources.rs, userns modes).
+    #[serde(flatten)]
+    pub security: SecurityOptions,
+}
+
+/// Capabilities, privileges, devices, user-namespace mode and resource limits, as the
+/// user gave them; checked by `security::validate` before anything is written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityOptions {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// --security-opt values: no-new-privileges, mask=, unmask= (seccomp= elsewhere).
+    pub security_opts: Vec<String>,
+    /// --device HOST[:CONTAINER][:PERMS].
+    pub devices: Vec<String>,
+    /// --userns: host, keep-id[:uid=,gid=], nomap, auto[:size=].
+    pub userns: Option<String>,
+    pub uidmaps: Vec<String>,
+    pub gidmaps: Vec<String>,
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<String>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
+    /// --ulimit name=soft[:hard].
+    pub ulimits: Vec<String>,
+    pub oom_score_adj: Option<i32>,
 }
 
 /// What the monitor needs to know beyond the spec.

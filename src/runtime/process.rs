@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability as Cap, CapsHashSet};
-use oci_spec::runtime::{Capability, PosixRlimitType, Process};
+use oci_spec::runtime::{Capability, Process};
 
 /// An init failure with podman's exit code.
 pub struct Fail {
@@ -135,15 +135,10 @@ fn to_caps(set: &Option<std::collections::HashSet<Capability>>) -> CapsHashSet {
 
 /// Applies rlimits from the spec.
 pub fn set_rlimits(p: &Process) -> Result<(), Fail> {
-    use nix::sys::resource::{setrlimit, Resource};
+    use nix::sys::resource::setrlimit;
     for r in p.rlimits().iter().flatten() {
-        let res = match r.typ() {
-            PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
-            PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
-            PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
-            PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
-            PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
-            _ => continue,
+        let Some(res) = super::resources::resource_of(r.typ()) else {
+            continue;
         };
         tracing::debug!(?res, soft = r.soft(), hard = r.hard(), "setrlimit");
         setrlimit(res, r.soft(), r.hard())
@@ -155,8 +150,18 @@ pub fn set_rlimits(p: &Process) -> Result<(), Fail> {
 /// Switches to the container user with the spec's capabilities: the bounding set is cut
 /// first (needs CAP_SETPCAP), then IDs change; a non-root user ends with no effective or
 /// permitted capabilities, as in podman.
-pub fn become_user(p: &Process, id: &Identity) -> Result<(), Fail> {
+pub fn become_user(p: &Process, id: &Identity, nonroot_caps: &str) -> Result<(), Fail> {
     let c = p.capabilities().clone().unwrap_or_default();
+    // podman gives a non-root user the capabilities --cap-add named, in every set.
+    let nonroot: CapsHashSet = nonroot_caps
+        .split(',')
+        .filter_map(|n| n.trim().parse::<Cap>().ok())
+        .collect();
+    let keep = id.uid != 0 && !nonroot.is_empty();
+    if keep {
+        nix::sys::prctl::set_keepcaps(true)
+            .map_err(|e| Fail::engine(format!("prctl(PR_SET_KEEPCAPS): {e}")))?;
+    }
     let bounding = to_caps(c.bounding());
     for cap in caps::all() {
         if !bounding.contains(&cap) {
@@ -213,8 +218,23 @@ pub fn become_user(p: &Process, id: &Identity) -> Result<(), Fail> {
         set(CapSet::Effective, &to_caps(c.effective()))?;
         set(CapSet::Permitted, &to_caps(c.permitted()))?;
         set(CapSet::Inheritable, &to_caps(c.inheritable()))?;
+        let _ = caps::clear(None, CapSet::Ambient);
+    } else if keep {
+        let set = |s: CapSet| {
+            caps::set(None, s, &nonroot)
+                .map_err(|e| Fail::engine(format!("setting {s:?} capabilities: {e}")))
+        };
+        // Inheritable may only grow from permitted: set it before permitted shrinks.
+        set(CapSet::Inheritable)?;
+        set(CapSet::Effective)?;
+        set(CapSet::Permitted)?;
+        for cap in &nonroot {
+            caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| Fail::engine(format!("raising ambient {cap}: {e}")))?;
+        }
+    } else {
+        let _ = caps::clear(None, CapSet::Ambient);
     }
-    let _ = caps::clear(None, CapSet::Ambient);
     if p.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| Fail::engine(format!("prctl(PR_SET_NO_NEW_PRIVS): {e}")))?;

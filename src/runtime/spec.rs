@@ -221,7 +221,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     user.set_uid(u.parse().unwrap_or(0));
     user.set_gid(g.parse().unwrap_or(0));
     process.set_user(user);
-    let caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    let sec = &opts.security;
+    let cap_sets = super::security::capability_sets(sec, inp.mapping.is_some())?;
+    let to_oci = |v: &std::collections::HashSet<caps::Capability>| -> HashSet<Capability> {
+        v.iter()
+            .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok())
+            .collect()
+    };
+    let caps: HashSet<Capability> = to_oci(&cap_sets.root);
     let mut lc = LinuxCapabilities::default();
     lc.set_bounding(Some(caps.clone()));
     lc.set_effective(Some(caps.clone()));
@@ -229,7 +236,12 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     lc.set_inheritable(Some(HashSet::new()));
     lc.set_ambient(Some(HashSet::new()));
     process.set_capabilities(Some(lc));
-    process.set_rlimits(Some(
+    let sec_opts = super::security::parse_security_opts(&sec.security_opts)?;
+    let rootless = !nix::unistd::geteuid().is_root();
+    let cg_support = super::resources::cgroup_support(rootless);
+    let pids_as_rlimit = matches!(cg_support, super::resources::CgroupSupport::None(_));
+    process.set_oom_score_adj(sec.oom_score_adj);
+    process.set_rlimits(Some(super::resources::rlimits(
         [
             rlimit(
                 PosixRlimitType::RlimitNofile,
@@ -243,14 +255,17 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         .into_iter()
         .flatten()
         .collect(),
-    ));
-    process.set_no_new_privileges(Some(false));
+        sec,
+        pids_as_rlimit,
+    )?));
+    process.set_no_new_privileges(Some(sec_opts.no_new_privileges));
 
     let mut root = Root::default();
     root.set_path(PathBuf::from("rootfs"));
     root.set_readonly(Some(opts.read_only));
 
-    let (mounts, chown) = super::spec_mounts::mounts(inp)?;
+    let (mut mounts, chown) = super::spec_mounts::mounts(inp)?;
+    super::security::extend_mounts(&mut mounts, sec)?;
 
     let mut ns = vec![
         LinuxNamespaceType::Mount,
@@ -283,9 +298,15 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     if !sysctls.is_empty() {
         linux.set_sysctl(Some(sysctls.into_iter().collect()));
     }
-    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
-    linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
-    linux.set_resources(None);
+    let (masked, readonly) = super::security::masked_and_readonly(sec, &sec_opts);
+    linux.set_masked_paths(Some(masked));
+    linux.set_readonly_paths(Some(readonly));
+    let limits = super::resources::parse_limits(sec)?;
+    linux.set_resources(if pids_as_rlimit {
+        None
+    } else {
+        super::resources::linux_resources(&limits)
+    });
     linux.set_seccomp(None);
     linux.set_devices(None);
     linux.set_cgroups_path(None);
@@ -306,6 +327,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         ann.insert(super::chown::CHOWN_ANNOTATION.to_string(), chown.join("\n"));
     }
     ann.insert(USER_ANNOTATION.to_string(), user_str);
+    if !cap_sets.nonroot.is_empty() {
+        let mut names: Vec<String> = cap_sets.nonroot.iter().map(|c| c.to_string()).collect();
+        names.sort();
+        ann.insert(
+            super::security::NONROOT_CAPS_ANNOTATION.to_string(),
+            names.join(","),
+        );
+    }
     if opts.init {
         ann.insert(INIT_ANNOTATION.to_string(), "true".to_string());
     }
