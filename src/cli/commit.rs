@@ -193,6 +193,8 @@ pub fn commit(ctx: &Ctx, a: CommitArgs) -> anyhow::Result<i32> {
         upper: layout.upper.clone(),
         trusted: !ctx.paths.rootless,
     };
+    // Collection must not take the new blob before the image names it.
+    let _gc = FileLock::gc(&ctx.paths, false)?;
     let layer = (|| -> anyhow::Result<_> {
         let mut writer = LayerWriter::create(&store, comp)?;
         let mut h =
@@ -276,6 +278,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<i32> {
         crate::storage::unpack::Compression::None => Box::new(input),
     };
     let mut store = Store::open(&ctx.paths)?;
+    let _gc = FileLock::gc(&ctx.paths, false)?;
     let mut writer = LayerWriter::create(&store, comp)?;
     let not_tar = |detail: String| {
         // The tar crate's messages can quote the bad input: keep the first clause.

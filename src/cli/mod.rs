@@ -12,6 +12,7 @@ mod inspect;
 mod lifecycle;
 mod manage;
 mod ps;
+mod store;
 mod system;
 mod top;
 mod transfer;
@@ -152,6 +153,11 @@ pub enum Command {
     ExecHelper,
     #[command(name = "__cp", hide = true)]
     CpHelper,
+    /// Manage skiff's store: df, prune, reset, check
+    System {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     #[command(name = "__archive", hide = true)]
     ArchiveHelper,
     #[command(name = "__rm-tree", hide = true)]
@@ -200,6 +206,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => commit::export(&ctx, a),
         Command::History(a) => image_group::history(&ctx, a),
         Command::Image(a) => image_group::image_group(&ctx, a),
+        Command::System { command } => store::dispatch(&ctx, command),
         Command::ArchiveHelper => Ok(crate::runtime::export::helper_main()),
         Command::Login(a) => transfer::login(&ctx, a),
         Command::Logout(a) => transfer::logout(&ctx, a),

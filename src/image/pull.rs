@@ -119,6 +119,8 @@ pub fn pull(store: &mut Store, input: &str, opts: &PullOptions) -> Result<ImageR
             tracing::warn!(error = %e, "cannot remove temp layers of an interrupted pull");
         }
     }
+    // Collection (rmi, prune) waits while we write blobs and layers no image names yet.
+    let _gc = crate::storage::lock::FileLock::gc(&store.paths, false)?;
     let progress = Progress::new(opts.quiet);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -277,10 +279,11 @@ async fn pull_from(
         })
         .collect();
 
-    // Layers already unpacked for this mapping are shared, not fetched again.
+    // Layers already unpacked for this mapping are shared, not fetched again (unless
+    // their kept blob went missing, e.g. removed as corrupt by `system check --repair`).
     let mut jobs = Vec::new();
     for l in &layers {
-        if store.layer(&l.diff_id, &mapping_key)?.is_some() {
+        if store.layer(&l.diff_id, &mapping_key)?.is_some() && store.has_blob(&l.digest) {
             progress.blob(&l.digest, None).done(true);
             continue;
         }
@@ -297,22 +300,19 @@ async fn pull_from(
         });
     }
     let paths = store.paths.clone();
+    let key = mapping_key.as_str();
     // `buffered` keeps the results in job order while running up to N at once.
     let results: Vec<Result<u64, ImageError>> = futures_util::stream::iter(jobs.iter())
-        .map(|job| {
-            fetch::fetch_and_unpack(&paths, reg, &anchor, job, opts.mapping.as_ref(), progress)
-        })
+        .map(|job| locked_fetch(&paths, reg, &anchor, job, key, opts, progress))
         .buffered(MAX_PARALLEL_LAYERS)
         .collect()
         .await;
-    // Record every layer that made it, even when another failed: the next pull reuses it.
+    // Every layer that made it is recorded already, even when another failed: the next
+    // pull reuses it.
     let mut first_err = None;
-    for (job, res) in jobs.iter().zip(results) {
-        match res {
-            Ok(size) => store.record_layer(&job.diff_id, &mapping_key, &job.dir_name, size)?,
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+    for res in results {
+        if let Err(e) = res {
+            first_err.get_or_insert(e);
         }
     }
     if let Some(e) = first_err {
@@ -338,6 +338,44 @@ async fn pull_from(
     store.put_image(&img, Some(&r.to_string()))?;
     progress.message("Storing signatures");
     Ok(store.image_by_id(&img.id)?.unwrap_or(img))
+}
+
+/// Fetches one layer under its per-layer lock, so parallel pulls of images that share
+/// it fetch it once: whoever waited finds it recorded and skips the download. The
+/// layer is recorded before the lock is released.
+async fn locked_fetch(
+    paths: &crate::config::Paths,
+    reg: &Registry,
+    anchor: &str,
+    job: &LayerJob,
+    key: &str,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<u64, ImageError> {
+    let lock_paths = paths.clone();
+    let dir = job.dir_name.clone();
+    // flock blocks: wait on a blocking thread so our other layers keep streaming.
+    let lock = tokio::task::spawn_blocking(move || {
+        crate::storage::layer_build::layer_lock(&lock_paths, &dir)
+    })
+    .await
+    .map_err(|e| ImageError::Io {
+        path: paths.runroot.join("locks"),
+        source: std::io::Error::other(e.to_string()),
+    })??;
+    let mut store = Store::open(paths)?;
+    if store.layer(&job.diff_id, key)?.is_some() && store.has_blob(&job.digest) {
+        progress.blob(&job.digest, None).done(true);
+        drop(lock);
+        return Ok(store
+            .layers_size(std::slice::from_ref(&job.diff_id), key)?
+            .max(0) as u64);
+    }
+    let size =
+        fetch::fetch_and_unpack(paths, reg, anchor, job, opts.mapping.as_ref(), progress).await?;
+    store.record_layer(&job.diff_id, key, &job.dir_name, size)?;
+    drop(lock);
+    Ok(size)
 }
 
 /// The key unpacked layers are stored under for a mapping ("host" when rootful).

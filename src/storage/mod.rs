@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod blobs;
+pub mod check;
 pub mod containers;
 pub mod images;
 pub mod layer_build;

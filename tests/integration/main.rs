@@ -6,6 +6,7 @@ mod registry;
 mod util;
 
 mod smoke_fixtures;
+mod store_integrity;
 
 mod support;
 
