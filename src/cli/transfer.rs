@@ -136,7 +136,10 @@ pub fn login(_ctx: &Ctx, a: LoginArgs) -> anyhow::Result<i32> {
     let key = registry_key(&a.registry);
     let host = key.split('/').next().unwrap_or("").to_string();
     if host.is_empty() {
-        return Err(Exit::with(125, format!("invalid registry {:?}", a.registry)));
+        return Err(Exit::with(
+            125,
+            format!("invalid registry {:?}", a.registry),
+        ));
     }
     let tty = std::io::stdin().is_terminal();
     let username = match a.username {
@@ -168,11 +171,15 @@ pub fn login(_ctx: &Ctx, a: LoginArgs) -> anyhow::Result<i32> {
     }
     let probe = Reference {
         registry: host.clone(),
-        repository: key.split_once('/').map(|(_, r)| r.to_string()).unwrap_or_default(),
+        repository: key
+            .split_once('/')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default(),
         tag: None,
         digest: None,
     };
-    let insecure = a.tls_verify == Some(false) || Registries::load()?.push_endpoint(&probe).insecure;
+    let insecure =
+        a.tls_verify == Some(false) || Registries::load()?.push_endpoint(&probe).insecure;
     let creds = Credentials { username, password };
     login::verify(&host, &creds, insecure)?;
     let file = a.authfile.unwrap_or_else(auth::default_auth_file);

@@ -55,7 +55,14 @@ pub async fn fetch_and_unpack(
     mapping: Option<&IdMapping>,
     progress: &Progress,
 ) -> Result<u64, ImageError> {
-    unpack(paths, Source::Registry { reg, anchor }, job, mapping, progress).await
+    unpack(
+        paths,
+        Source::Registry { reg, anchor },
+        job,
+        mapping,
+        progress,
+    )
+    .await
 }
 
 /// Unpacks one layer from `source` through the unpack helper, committing it only when

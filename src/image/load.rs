@@ -63,7 +63,10 @@ impl Drop for Members {
 impl Members {
     fn get(&mut self, name: &str) -> Result<Option<Member>, ImageError> {
         let Some(mut p) = archive::clean_member(Path::new(name)) else {
-            return Err(archive_err(&self.shown, format!("member {name:?} points outside the archive")));
+            return Err(archive_err(
+                &self.shown,
+                format!("member {name:?} points outside the archive"),
+            ));
         };
         for _ in 0..8 {
             match self.links.get(&p) {
@@ -74,7 +77,9 @@ impl Members {
         if let Some(m) = self.files.get(&p) {
             return Ok(Some(m.clone()));
         }
-        let Some(dir) = &self.dir else { return Ok(None) };
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
         let full = dir.join(&p);
         // Only regular files inside the layout, never through a symlink out of it.
         match std::fs::symlink_metadata(&full) {
@@ -94,9 +99,14 @@ impl Members {
     }
 
     fn read(&mut self, name: &str, limit: u64) -> Result<Option<(Vec<u8>, Member)>, ImageError> {
-        let Some(m) = self.get(name)? else { return Ok(None) };
+        let Some(m) = self.get(name)? else {
+            return Ok(None);
+        };
         if m.size > limit {
-            return Err(archive_err(&self.shown, format!("{name} is larger than {limit} bytes")));
+            return Err(archive_err(
+                &self.shown,
+                format!("{name} is larger than {limit} bytes"),
+            ));
         }
         let data = std::fs::read(&m.path).map_err(|e| io_err(&m.path, e))?;
         Ok(Some((data, m)))
@@ -157,7 +167,9 @@ fn spool(store: &Store, input: Box<dyn Read>, shown: &str) -> Result<Members, Im
         links: HashMap::new(),
     };
     let mut input = BufReader::with_capacity(1 << 20, input);
-    let head = input.fill_buf().map_err(|e| archive_err(shown, format!("reading: {e}")))?;
+    let head = input
+        .fill_buf()
+        .map_err(|e| archive_err(shown, format!("reading: {e}")))?;
     if head.is_empty() {
         return Err(archive_err(shown, "the archive is empty"));
     }
@@ -171,13 +183,20 @@ fn spool(store: &Store, input: Box<dyn Read>, shown: &str) -> Result<Members, Im
             zstd::Decoder::with_buffer(input).map_err(|e| archive_err(shown, e.to_string()))?,
         ),
     };
-    let bad = |e: io::Error| archive_err(shown, format!("not a valid tar archive: {}", one_line(&e.to_string())));
+    let bad = |e: io::Error| {
+        archive_err(
+            shown,
+            format!("not a valid tar archive: {}", one_line(&e.to_string())),
+        )
+    };
     let mut ar = tar::Archive::new(reader);
     let mut count = 0usize;
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path().map_err(bad)?.into_owned();
-        let Some(name) = archive::clean_member(&raw) else { continue };
+        let Some(name) = archive::clean_member(&raw) else {
+            continue;
+        };
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 count += 1;
@@ -319,10 +338,14 @@ pub fn load(
 
 /// Spool dirs of loads that were killed (their pid is gone).
 fn clean_stale_spools(store: &Store) {
-    let Ok(rd) = std::fs::read_dir(store.paths.tmp()) else { return };
+    let Ok(rd) = std::fs::read_dir(store.paths.tmp()) else {
+        return;
+    };
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = n.strip_prefix("load-") else { continue };
+        let Some(rest) = n.strip_prefix("load-") else {
+            continue;
+        };
         let pid = rest.split('-').next().unwrap_or("");
         if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(e.path());
@@ -372,7 +395,11 @@ fn unpack_all(
             }
             jobs.push((
                 LayerJob {
-                    image: p.names.first().cloned().unwrap_or_else(|| p.config_digest.clone()),
+                    image: p
+                        .names
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| p.config_digest.clone()),
                     digest: l.digest.clone(),
                     diff_id: l.diff_id.clone(),
                     media_type: l.media_type.clone(),
@@ -457,7 +484,9 @@ fn plan(
             .ok_or_else(|| bad(format!("layer {name} is missing")))?;
         if let Some(w) = &want_digest {
             if *w != m.digest {
-                return Err(bad(format!("layer blob {name} does not match its digest {w}: the archive is corrupt")));
+                return Err(bad(format!(
+                    "layer blob {name} does not match its digest {w}: the archive is corrupt"
+                )));
             }
         }
         crate::storage::blobs::digest_hex(diff_id)?;
@@ -518,11 +547,16 @@ fn oci_plans(members: &mut Members) -> Result<Vec<Plan>, ImageError> {
                 .manifests()
                 .iter()
                 .find(|m| {
-                    m.platform()
-                        .as_ref()
-                        .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+                    m.platform().as_ref().is_some_and(|p| {
+                        p.os().to_string() == os && p.architecture().to_string() == arch
+                    })
                 })
-                .ok_or_else(|| archive_err(&shown, format!("index {digest} has no image for {os}/{arch}")))?;
+                .ok_or_else(|| {
+                    archive_err(
+                        &shown,
+                        format!("index {digest} has no image for {os}/{arch}"),
+                    )
+                })?;
             digest = pick.digest().to_string();
             media_type = pick.media_type().to_string();
             body = read_blob(members, &digest)?.0;
@@ -570,7 +604,10 @@ fn read_blob(members: &mut Members, digest: &str) -> Result<(Vec<u8>, Member), I
         .read(&blob_name(digest), 16 << 20)?
         .ok_or_else(|| archive_err(&shown, format!("blob {digest} is missing")))?;
     if m.digest != digest {
-        return Err(archive_err(&shown, format!("blob {digest} does not match its digest: the archive is corrupt")));
+        return Err(archive_err(
+            &shown,
+            format!("blob {digest} does not match its digest: the archive is corrupt"),
+        ));
     }
     Ok((body, m))
 }

@@ -88,7 +88,12 @@ async fn verify_async(
             .iter()
             .find(|(k, _)| k == "realm")
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| err(host, format!("bearer challenge without a realm: {challenge}")))?;
+            .ok_or_else(|| {
+                err(
+                    host,
+                    format!("bearer challenge without a realm: {challenge}"),
+                )
+            })?;
         let mut query: Vec<(&str, &str)> = vec![("account", &creds.username)];
         if let Some((_, s)) = params.iter().find(|(k, _)| k == "service") {
             query.push(("service", s));
@@ -106,10 +111,12 @@ async fn verify_async(
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(invalid()),
             s => return Err(err(host, format!("token request to {realm}: status {s}"))),
         }
-        let body: serde_json::Value = tok
-            .json()
-            .await
-            .map_err(|e| err(host, format!("token response from {realm}: {}", describe(&e))))?;
+        let body: serde_json::Value = tok.json().await.map_err(|e| {
+            err(
+                host,
+                format!("token response from {realm}: {}", describe(&e)),
+            )
+        })?;
         let token = body
             .get("token")
             .or_else(|| body.get("access_token"))
@@ -147,7 +154,9 @@ fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
     let mut params = Vec::new();
     let mut rest = rest.trim();
     while !rest.is_empty() {
-        let Some((k, after)) = rest.split_once('=') else { break };
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
         let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
         let after = after.trim_start();
         let (v, next) = if let Some(q) = after.strip_prefix('"') {

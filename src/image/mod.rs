@@ -6,11 +6,11 @@ mod fetch;
 pub mod load;
 pub mod login;
 pub mod progress;
-pub mod push;
-pub mod save;
 pub mod pull;
+pub mod push;
 pub mod reference;
 mod registry;
+pub mod save;
 
 pub use pull::pull;
 

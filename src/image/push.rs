@@ -29,7 +29,11 @@ const MAX_PARALLEL_UPLOADS: usize = 4;
 
 /// The destination for `push IMAGE [DEST]`: DEST (a `docker://` prefix allowed), else
 /// the image's own name as the user typed it.
-pub fn destination(img: &ImageRecord, input: &str, dest: Option<&str>) -> Result<Reference, ImageError> {
+pub fn destination(
+    img: &ImageRecord,
+    input: &str,
+    dest: Option<&str>,
+) -> Result<Reference, ImageError> {
     if let Some(d) = dest {
         let d = d.strip_prefix("docker://").unwrap_or(d);
         return match reference::parse_short(d)? {
@@ -71,7 +75,8 @@ fn describe(target: &Reference, e: OciDistributionError) -> ImageError {
             target.registry
         ),
         OciDistributionError::RequestError(r)
-            if r.status().is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
+            if r.status()
+                .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
         {
             format!(
                 "authentication required: log in with `skiff login {}`",
@@ -123,7 +128,11 @@ pub fn push(
         let path = store.blob_path(&l.digest)?;
         blobs.push((l.digest.clone(), path, false));
     }
-    blobs.push((img.config_digest(), store.blob_path(&img.config_digest())?, true));
+    blobs.push((
+        img.config_digest(),
+        store.blob_path(&img.config_digest())?,
+        true,
+    ));
     if !store.has_blob(&img.manifest_digest) {
         return Err(push_err(
             target,
@@ -157,7 +166,9 @@ pub fn push(
         None => RegistryAuth::Anonymous,
     };
     let oref = match (&target.digest, &target.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(ep.host.clone(), ep.repository.clone(), d.clone()),
+        (Some(d), _) => {
+            oci_client::Reference::with_digest(ep.host.clone(), ep.repository.clone(), d.clone())
+        }
         (None, t) => oci_client::Reference::with_tag(
             ep.host.clone(),
             ep.repository.clone(),
@@ -177,17 +188,23 @@ pub fn push(
         progress.message("Getting image source signatures");
         let results: Vec<Result<(), ImageError>> = futures_util::stream::iter(blobs.iter())
             .map(|(digest, path, is_config)| {
-                send_blob(&client, &oref, target, digest, path, *is_config, &sources, &ep.host, &progress)
+                send_blob(
+                    &client, &oref, target, digest, path, *is_config, &sources, &ep.host, &progress,
+                )
             })
             .buffer_unordered(MAX_PARALLEL_UPLOADS)
             .collect()
             .await;
-        results.into_iter().collect::<Result<Vec<()>, ImageError>>()?;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, ImageError>>()?;
         progress.message("Writing manifest to image destination");
-        let ct: reqwest::header::HeaderValue = img
-            .manifest_media_type
-            .parse()
-            .map_err(|_| push_err(target, format!("bad media type {:?}", img.manifest_media_type)))?;
+        let ct: reqwest::header::HeaderValue = img.manifest_media_type.parse().map_err(|_| {
+            push_err(
+                target,
+                format!("bad media type {:?}", img.manifest_media_type),
+            )
+        })?;
         tracing::debug!(reference = %oref, "PUT manifest");
         client
             .push_manifest_raw(&oref, manifest, ct)
@@ -210,7 +227,11 @@ async fn send_blob(
     host: &str,
     progress: &Progress,
 ) -> Result<(), ImageError> {
-    let short = digest.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+    let short = digest
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect::<String>();
     let done = |skipped: bool| {
         if is_config {
             progress.message(&format!("Copying config {short} done"));
@@ -235,7 +256,9 @@ async fn send_blob(
                 done(true);
                 return Ok(());
             }
-            Err(e) => tracing::debug!(%digest, %from, error = %e, "cannot mount blob, uploading it"),
+            Err(e) => {
+                tracing::debug!(%digest, %from, error = %e, "cannot mount blob, uploading it")
+            }
         }
     }
     let file = std::fs::File::open(path).map_err(|source| ImageError::Io {

@@ -62,8 +62,13 @@ pub fn save(
             let tmp = temp_sibling(path);
             let result = (|| {
                 let mut sink = if format == Format::OciDir {
-                    if path.is_dir() && std::fs::read_dir(path).map_or(true, |mut d| d.next().is_some()) {
-                        return Err(archive_err(&shown, "directory exists and is not empty: give a new or empty directory"));
+                    if path.is_dir()
+                        && std::fs::read_dir(path).map_or(true, |mut d| d.next().is_some())
+                    {
+                        return Err(archive_err(
+                            &shown,
+                            "directory exists and is not empty: give a new or empty directory",
+                        ));
                     }
                     std::fs::create_dir(&tmp).map_err(|e| io_err(&tmp, e))?;
                     Sink::Dir(tmp.clone())
@@ -248,7 +253,10 @@ fn write_all(
                 }
                 for n in &item.names {
                     if let Some((repo, tag)) = split_name(n) {
-                        let top = layers.last().map(|l| l.trim_end_matches(".tar")).unwrap_or("");
+                        let top = layers
+                            .last()
+                            .map(|l| l.trim_end_matches(".tar"))
+                            .unwrap_or("");
                         let entry = repositories
                             .entry(repo)
                             .or_insert_with(|| serde_json::json!({}));
@@ -261,9 +269,11 @@ fn write_all(
                     layers,
                 });
             }
-            let m = serde_json::to_vec(&manifests).map_err(|e| archive_err("save", e.to_string()))?;
+            let m =
+                serde_json::to_vec(&manifests).map_err(|e| archive_err("save", e.to_string()))?;
             sink.bytes("manifest.json", &m).map_err(sink_err)?;
-            let r = serde_json::to_vec(&repositories).map_err(|e| archive_err("save", e.to_string()))?;
+            let r = serde_json::to_vec(&repositories)
+                .map_err(|e| archive_err("save", e.to_string()))?;
             sink.bytes("repositories", &r).map_err(sink_err)?;
         }
         Format::OciArchive | Format::OciDir => {

@@ -88,7 +88,11 @@ fn login_checks_credentials_and_logout_removes_them() {
     assert_error(&out, 125, &["not logged into", &reg.addr]);
     // Without credentials the pull is refused again.
     env.run(&["rmi", &image]).success();
-    assert_error(&env.run(&["pull", "-q", &image]), 125, &["authentication required"]);
+    assert_error(
+        &env.run(&["pull", "-q", &image]),
+        125,
+        &["authentication required"],
+    );
 
     // logout --all empties the other file.
     env.cmd(&["logout", "--all", "--authfile"])
@@ -132,7 +136,11 @@ fn push_sends_the_same_bytes_and_skips_what_is_there() {
     let out = env.cmd(&["--log-level", "debug", "push", &dest]).output();
     out.success();
     let err = out.stderr_str();
-    assert!(err.contains("Writing manifest to image destination"), "{}", out.describe());
+    assert!(
+        err.contains("Writing manifest to image destination"),
+        "{}",
+        out.describe()
+    );
     // The layers came from skiff-test/layered on the same registry: mounted, not sent.
     assert!(err.contains("mounted blob"), "{}", out.describe());
 
@@ -142,7 +150,10 @@ fn push_sends_the_same_bytes_and_skips_what_is_there() {
     let manifest: serde_json::Value = serde_json::from_slice(&m.body).expect("manifest json");
     for l in manifest["layers"].as_array().expect("layers") {
         let d = l["digest"].as_str().expect("digest");
-        assert!(registry::blob_exists(&repo, d).expect("HEAD"), "{d} missing");
+        assert!(
+            registry::blob_exists(&repo, d).expect("HEAD"),
+            "{d} missing"
+        );
     }
 
     // Pushing again sends nothing: every blob is skipped.
@@ -164,7 +175,11 @@ fn push_sends_the_same_bytes_and_skips_what_is_there() {
 /// Saves `image` from `from` as `format` and loads it into a fresh env; returns that env
 /// and the load output.
 fn round_trip(from: &TestEnv, image: &str, format: &str) -> (TestEnv, Output) {
-    let name = if format == "oci-dir" { "dir" } else { "img.tar" };
+    let name = if format == "oci-dir" {
+        "dir"
+    } else {
+        "img.tar"
+    };
     let path = from.work.join(format!("{format}-{name}"));
     let out = from
         .cmd(&["save", "--format", format, "-o"])
@@ -196,9 +211,19 @@ fn save_and_load_round_trip_in_every_format() {
         assert_eq!(info["Id"], fx.layered.id, "{format}: {info}");
         if format != "docker-archive" {
             // OCI layouts carry the stored manifest: same digest.
-            assert_eq!(info["Digest"], fx.layered.manifest_digest, "{format}: {info}");
+            assert_eq!(
+                info["Digest"], fx.layered.manifest_digest,
+                "{format}: {info}"
+            );
         }
-        let keep = to.run(&["run", "--rm", &fx.layered.reference, "sh", "-c", "cat /opt/app/keep /opt/layer2 /opt/layer3; test ! -e /bin/vi"]);
+        let keep = to.run(&[
+            "run",
+            "--rm",
+            &fx.layered.reference,
+            "sh",
+            "-c",
+            "cat /opt/app/keep /opt/layer2 /opt/layer3; test ! -e /bin/vi",
+        ]);
         keep.success();
         assert_eq!(keep.stdout_str(), "v323", "{format}");
     }
@@ -209,7 +234,11 @@ fn save_and_load_round_trip_in_every_format() {
     pull(&env, &fx.busybox.reference);
     let out = env.run(&["save", &fx.busybox.reference]);
     out.success();
-    assert!(out.stdout.len() > 100_000, "save wrote {} bytes", out.stdout.len());
+    assert!(
+        out.stdout.len() > 100_000,
+        "save wrote {} bytes",
+        out.stdout.len()
+    );
     let to = TestEnv::rootless();
     let loaded = to.cmd(&["load"]).stdin(out.stdout.clone()).output();
     loaded.success();
@@ -225,7 +254,10 @@ fn save_and_load_round_trip_in_every_format() {
     let to = TestEnv::rootless();
     let out = to.cmd(&["load", "-i"]).arg(&path).output();
     out.success();
-    assert_eq!(out.stdout_trim(), format!("Loaded image: sha256:{}", fx.busybox.id));
+    assert_eq!(
+        out.stdout_trim(),
+        format!("Loaded image: sha256:{}", fx.busybox.id)
+    );
 }
 
 fn pull_free_id(env: &TestEnv, image: &str) -> String {
@@ -246,7 +278,9 @@ impl Podman {
             return Err("no podman (Debian package podman)".into());
         }
         if !crate::util::is_root() {
-            return Err("the podman interop test runs podman rootful: run the tests as root".into());
+            return Err(
+                "the podman interop test runs podman rootful: run the tests as root".into(),
+            );
         }
         if !Path::new("/usr/sbin/runc").exists() && !Path::new("/usr/bin/runc").exists() {
             return Err("no runc (Debian package runc)".into());
@@ -296,13 +330,28 @@ fn archives_move_between_skiff_and_podman() {
     podman.run(&["pull", "-q", "--tls-verify=false", image]);
     for format in ["docker-archive", "oci-archive"] {
         let path = env.work.join(format!("podman-{format}.tar"));
-        podman.run(&["save", "--format", format, "-o", path.to_str().expect("utf-8"), image]);
+        podman.run(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            path.to_str().expect("utf-8"),
+            image,
+        ]);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let to = TestEnv::rootless();
         let out = to.cmd(&["load", "-i"]).arg(&path).output();
         out.success();
         assert_eq!(pull_free_id(&to, image), fx.big_ids.id, "{format}");
-        let data = to.run(&["run", "--rm", image, "stat", "-c", "%u %s", images::BIG_IDS_FILE]);
+        let data = to.run(&[
+            "run",
+            "--rm",
+            image,
+            "stat",
+            "-c",
+            "%u %s",
+            images::BIG_IDS_FILE,
+        ]);
         data.success();
         assert_eq!(data.stdout_trim(), "1000 5", "{format}");
     }
@@ -391,15 +440,43 @@ fn bad_archives_and_inputs_change_nothing() {
     assert_error(&out, 125, &["does not match its digest"]);
     assert_eq!(snapshot(&other), before);
     // A missing input file and a missing image.
-    fails(&["load", "-i", "/nonexistent/archive.tar"], &["/nonexistent/archive.tar"]);
+    fails(
+        &["load", "-i", "/nonexistent/archive.tar"],
+        &["/nonexistent/archive.tar"],
+    );
     let out_path = work.join("never.tar");
     fails(
-        &["save", "-o", out_path.to_str().expect("utf-8"), "no-such-image-here"],
+        &[
+            "save",
+            "-o",
+            out_path.to_str().expect("utf-8"),
+            "no-such-image-here",
+        ],
         &["no-such-image-here"],
     );
-    assert!(!out_path.exists(), "a failed save left {}", out_path.display());
-    fails(&["save", "--format", "docker-dir", "-o", "x", &fx.busybox.reference], &["docker-dir"]);
+    assert!(
+        !out_path.exists(),
+        "a failed save left {}",
+        out_path.display()
+    );
+    fails(
+        &[
+            "save",
+            "--format",
+            "docker-dir",
+            "-o",
+            "x",
+            &fx.busybox.reference,
+        ],
+        &["docker-dir"],
+    );
     // Push of a missing image; push to a registry that is not there.
-    fails(&["push", "no-such-image-here", "127.0.0.1:1/x/y:1"], &["no-such-image-here"]);
-    fails(&["push", &fx.busybox.reference, "127.0.0.1:1/x/y:1"], &["127.0.0.1:1"]);
+    fails(
+        &["push", "no-such-image-here", "127.0.0.1:1/x/y:1"],
+        &["no-such-image-here"],
+    );
+    fails(
+        &["push", &fx.busybox.reference, "127.0.0.1:1/x/y:1"],
+        &["127.0.0.1:1"],
+    );
 }
