@@ -48,6 +48,14 @@ pub fn rfc3339(t: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Go's time.String() in UTC ("2023-11-14 22:13:20 +0000 UTC"), as podman's templates
+/// print times.
+pub fn go_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_default()
+}
+
 /// "4.5 MB": SI units with three significant digits, as podman prints sizes.
 pub fn human_size(bytes: i64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];

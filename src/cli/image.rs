@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::format::{ago, human_size, parse_time, table};
+use super::template::Format;
 use super::{Ctx, Exit};
 use crate::image::pull::{find_local, PullOptions};
 use crate::image::reference;
@@ -29,9 +30,12 @@ pub struct ImagesArgs {
     /// Do not truncate IDs
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format: json
+    /// Output format: json, a Go template ('{{.Repository}}:{{.Tag}}'), or 'table TEMPLATE'
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output: dangling=, label=, reference=, before=, since=, id=
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
     /// Show images with this repository name only
     pub repository: Option<String>,
 }
@@ -89,7 +93,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> anyhow::Result<i32> {
 }
 
 /// Splits a stored name into (repository, tag) for display.
-fn repo_tag(name: &str) -> (String, String) {
+pub(super) fn repo_tag(name: &str) -> (String, String) {
     if let Some((r, d)) = name.split_once('@') {
         return (r.to_string(), d.to_string());
     }
@@ -100,6 +104,8 @@ fn repo_tag(name: &str) -> (String, String) {
 }
 
 pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
+    let format =
+        Format::parse("images", a.format.as_deref()).map_err(|e| Exit::with(125, e.to_string()))?;
     let store = Store::open(&ctx.paths)?;
     let mut imgs = store.images()?;
     if let Some(r) = &a.repository {
@@ -113,28 +119,54 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
             })
         });
     }
-    if a.format.as_deref() == Some("json") {
-        let v: Vec<serde_json::Value> = imgs
-            .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "Id": i.id,
-                    "Names": i.names,
-                    "Digest": i.manifest_digest,
-                    "Created": i.created.as_deref().and_then(parse_time).unwrap_or(0),
-                    "CreatedAt": i.created,
-                    "Size": i.size,
-                    "Dangling": i.names.is_empty(),
+    let filters = super::image_filter::ImageFilters::parse(&store, &a.filter)?;
+    let mut listed = Vec::new();
+    for i in imgs {
+        let labels = super::image_filter::labels(&store, &i);
+        if filters.matches(&i, &labels) {
+            listed.push((i, labels));
+        }
+    }
+    let imgs: Vec<_> = listed.iter().map(|(i, _)| i.clone()).collect();
+    match &format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = listed
+                .iter()
+                .map(|(i, labels)| {
+                    serde_json::json!({
+                        "Id": i.id,
+                        "Names": i.names,
+                        "Digest": i.manifest_digest,
+                        "Created": i.created.as_deref().and_then(parse_time).unwrap_or(0),
+                        "CreatedAt": i.created,
+                        "Size": i.size,
+                        "VirtualSize": i.size,
+                        "Labels": labels,
+                        "Dangling": i.names.is_empty(),
+                        "Containers": super::image_filter::containers_using(&store, &i.id),
+                    })
                 })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
-    } else if let Some(f) = &a.format {
-        return Err(Exit::with(
-            125,
-            format!("--format {f:?} is not supported yet: use json"),
-        ));
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(0);
+        }
+        Format::Template { .. } if !a.quiet => {
+            let mut items = Vec::new();
+            for (i, labels) in &listed {
+                let used = super::image_filter::containers_using(&store, &i.id);
+                for (repo, tag) in display_names(i) {
+                    items.push(super::image_filter::view(
+                        i, labels, &repo, &tag, a.no_trunc, used,
+                    ));
+                }
+            }
+            let out = format
+                .render(&items, &super::image_filter::header)
+                .map_err(|e| Exit::with(125, e.to_string()))?;
+            print!("{out}");
+            return Ok(0);
+        }
+        _ => {}
     }
     if a.quiet {
         for i in &imgs {
@@ -162,17 +194,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
         } else {
             i.id[..12].to_string()
         };
-        let names = if i.names.is_empty() {
-            vec!["<none>:<none>".to_string()]
-        } else {
-            i.names.clone()
-        };
-        for n in names {
-            let (repo, tag) = if n == "<none>:<none>" {
-                ("<none>".into(), "<none>".into())
-            } else {
-                repo_tag(&n)
-            };
+        for (repo, tag) in display_names(i) {
             rows.push(vec![
                 repo,
                 tag,
@@ -184,6 +206,14 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
     }
     table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
     Ok(0)
+}
+
+/// One (repository, tag) row per name; `<none>` twice for an untagged image.
+fn display_names(i: &crate::storage::images::ImageRecord) -> Vec<(String, String)> {
+    if i.names.is_empty() {
+        return vec![("<none>".into(), "<none>".into())];
+    }
+    i.names.iter().map(|n| repo_tag(n)).collect()
 }
 
 pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {

@@ -5,6 +5,7 @@ use std::os::unix::process::CommandExt;
 use clap::Args;
 
 use super::image::user_mapping;
+use super::template::{header_name, Format};
 use super::{Ctx, Exit};
 
 #[derive(Debug, Args)]
@@ -16,14 +17,14 @@ pub struct UnshareArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
-    /// Output format: json
+    /// Output format: json or a Go template ('{{.Client.Version}}')
     #[arg(short, long)]
     pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Output format: json
+    /// Output format: json or a Go template ('{{.Store.GraphRoot}}')
     #[arg(short, long)]
     pub format: Option<String>,
 }
@@ -72,12 +73,27 @@ pub fn unshare_helper(ctx: &Ctx, command: &[String]) -> i32 {
 }
 
 pub fn version(_ctx: &Ctx, a: VersionArgs) -> anyhow::Result<i32> {
-    let v = serde_json::json!({
+    let v = serde_json::json!({"Client": {
+        "APIVersion": env!("CARGO_PKG_VERSION"),
         "Version": env!("CARGO_PKG_VERSION"),
+        "GoVersion": "",
+        "GitCommit": "",
+        "BuiltTime": "",
+        "Built": 0,
         "OsArch": format!("linux/{}", crate::image::host_platform().1),
-    });
-    if a.format.as_deref() == Some("json") {
+        "Os": "linux",
+    }});
+    let format = Format::parse("version", a.format.as_deref())
+        .map_err(|e| Exit::with(125, e.to_string()))?;
+    if let Format::Json = format {
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Format::Template { .. } = format {
+        print!(
+            "{}",
+            format
+                .render(&[v], &header_name)
+                .map_err(|e| Exit::with(125, e.to_string()))?
+        );
     } else {
         println!("Version:      {}", env!("CARGO_PKG_VERSION"));
         println!("OS/Arch:      linux/{}", crate::image::host_platform().1);
@@ -110,8 +126,17 @@ pub fn info(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<i32> {
         },
         "version": { "Version": env!("CARGO_PKG_VERSION") },
     });
-    if a.format.as_deref() == Some("json") {
+    let format =
+        Format::parse("info", a.format.as_deref()).map_err(|e| Exit::with(125, e.to_string()))?;
+    if let Format::Json = format {
         println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Format::Template { .. } = format {
+        print!(
+            "{}",
+            format
+                .render(&[v], &header_name)
+                .map_err(|e| Exit::with(125, e.to_string()))?
+        );
     } else {
         println!("host:");
         println!("  arch: {}", crate::image::host_platform().1);

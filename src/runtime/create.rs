@@ -193,6 +193,10 @@ pub fn create(
                 .unwrap_or_default(),
         );
     }
+    // Named volumes are created on first use and anonymous ones get their names here,
+    // so the stored options name every volume the container mounts.
+    let (prepared, new_volumes) = super::volumes::prepare(store, opts)?;
+    let opts = &prepared;
     let record = ContainerRecord {
         id: id.clone(),
         name: name.clone(),
@@ -221,7 +225,10 @@ pub fn create(
     for w in super::resources::warnings(&opts.security, support) {
         tracing::warn!("{w}");
     }
-    store.insert_container(&record)?;
+    if let Err(e) = store.insert_container(&record) {
+        super::volumes::forget(store, &new_volumes);
+        return Err(e.into());
+    }
     let dir = store.paths.container_dir(&id);
     let res = write_bundle(
         &dir,
@@ -241,6 +248,7 @@ pub fn create(
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = store.delete_container(&id);
+        super::volumes::forget(store, &new_volumes);
         return Err(e);
     }
     Ok(record)
@@ -290,6 +298,8 @@ fn write_bundle(
         network,
         hostname,
         generated,
+        // layers_dir is <root>/layers; volumes live beside it.
+        volumes_dir: &layers_dir.with_file_name("volumes"),
     })?;
     let layout = RootfsLayout {
         layers_dir,

@@ -166,6 +166,7 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         "opening rootfs",
     )?;
     for m in a.spec.mounts().iter().flatten() {
+        super::copyup::copy_up(&root, m).map_err(Fail::engine)?;
         mounts::mount_one(&root, m).map_err(Fail::engine)?;
         if m.destination() == Path::new("/dev") {
             mounts::populate_dev(&root).map_err(Fail::engine)?;

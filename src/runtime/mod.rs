@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod cgroup;
 mod chown;
+mod copyup;
 pub mod cp;
 pub mod create;
 pub mod exec;
@@ -24,6 +25,7 @@ pub mod signal;
 pub mod spec;
 mod spec_mounts;
 pub mod sysctl;
+pub mod volumes;
 
 use std::path::PathBuf;
 

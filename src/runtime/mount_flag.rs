@@ -9,18 +9,20 @@ use oci_spec::runtime::Mount;
 
 use super::RuntimeError;
 
-/// The kinds of `--mount` skiff can do (named volumes arrive with their own issue).
+/// The kinds of `--mount` skiff can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
     Bind,
     Tmpfs,
+    /// A named volume (`src=NAME`), or an anonymous one without `src`.
+    Volume,
 }
 
 /// A parsed `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountFlag {
     pub kind: MountKind,
-    /// Host path (bind only), as given.
+    /// Host path (bind) or volume name (volume), as given.
     pub source: Option<String>,
     pub destination: String,
     pub readonly: bool,
@@ -34,6 +36,8 @@ pub struct MountFlag {
     pub tmpfs_size: Option<u64>,
     /// tmpfs `mode=` (octal permission bits).
     pub tmpfs_mode: Option<u32>,
+    /// volume `volume-nocopy`: no copy-up of the image's files.
+    pub nocopy: bool,
 }
 
 fn bad(spec: &str, why: impl std::fmt::Display) -> RuntimeError {
@@ -88,6 +92,8 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
     let mut tmpfs_mode = None;
     let mut tmpfs_only = Vec::new();
     let mut bind_only = Vec::new();
+    let mut volume_only = Vec::new();
+    let mut nocopy = false;
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (key, val) = match field.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -95,23 +101,23 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
         };
         let need = |v| need(spec, key, v);
         match key {
-            "type" => kind = Some(match need(val)? {
-                "bind" => MountKind::Bind,
-                "tmpfs" => MountKind::Tmpfs,
-                "volume" => return Err(bad(
-                    spec,
-                    "named volumes are not supported yet, use type=bind with an absolute host path",
-                )),
-                o => {
-                    return Err(bad(
-                        spec,
-                        format!("mount type {o:?} is not supported: use bind or tmpfs"),
-                    ))
-                }
-            }),
-            "source" | "src" => {
-                source = Some(need(val)?.to_string());
-                bind_only.push(key);
+            "type" => {
+                kind = Some(match need(val)? {
+                    "bind" => MountKind::Bind,
+                    "tmpfs" => MountKind::Tmpfs,
+                    "volume" => MountKind::Volume,
+                    o => {
+                        return Err(bad(
+                            spec,
+                            format!("mount type {o:?} is not supported: use bind, volume or tmpfs"),
+                        ))
+                    }
+                })
+            }
+            "source" | "src" => source = Some(need(val)?.to_string()),
+            "volume-nocopy" | "nocopy" => {
+                nocopy = parse_bool(spec, key, val)?;
+                volume_only.push(key);
             }
             "destination" | "dst" | "target" => destination = Some(need(val)?.to_string()),
             "ro" | "readonly" => readonly = parse_bool(spec, key, val)?,
@@ -162,7 +168,12 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
             _ => return Err(bad(spec, format!("unknown option {field:?}"))),
         }
     }
-    let kind = kind.ok_or_else(|| bad(spec, "type is missing: use type=bind or type=tmpfs"))?;
+    let kind = kind.ok_or_else(|| {
+        bad(
+            spec,
+            "type is missing: use type=bind, type=volume or type=tmpfs",
+        )
+    })?;
     let destination =
         destination.ok_or_else(|| bad(spec, "destination is missing: add destination=PATH"))?;
     if !destination.starts_with('/') {
@@ -171,17 +182,31 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
             format!("destination {destination:?} must be an absolute path"),
         ));
     }
+    if kind == MountKind::Tmpfs && source.is_some() {
+        bind_only.push("source");
+    }
     let misplaced = match kind {
-        MountKind::Bind => tmpfs_only.first(),
-        MountKind::Tmpfs => bind_only.first(),
+        MountKind::Bind => tmpfs_only.first().or(volume_only.first()),
+        MountKind::Tmpfs => bind_only.first().or(volume_only.first()),
+        MountKind::Volume => tmpfs_only.first().or(bind_only.first()),
     };
     if let Some(k) = misplaced {
-        let t = if kind == MountKind::Bind {
-            "bind"
-        } else {
-            "tmpfs"
+        let t = match kind {
+            MountKind::Bind => "bind",
+            MountKind::Tmpfs => "tmpfs",
+            MountKind::Volume => "volume",
         };
         return Err(bad(spec, format!("option {k} is not valid for type={t}")));
+    }
+    if kind == MountKind::Volume {
+        if let Some(n) = source.as_deref() {
+            if !crate::storage::volumes::valid_name(n) {
+                return Err(bad(
+                    spec,
+                    format!("volume name {n:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+                ));
+            }
+        }
     }
     if kind == MountKind::Bind {
         match &source {
@@ -190,8 +215,8 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
                 return Err(bad(
                     spec,
                     format!(
-                    "source {s:?}: named volumes are not supported yet, give an absolute host path"
-                ),
+                        "source {s:?} is not a host path: give an absolute path, or use type=volume for a named volume"
+                    ),
                 ))
             }
             Some(_) => {}
@@ -213,11 +238,33 @@ pub fn parse_mount(spec: &str) -> Result<MountFlag, RuntimeError> {
         chown,
         tmpfs_size,
         tmpfs_mode,
+        nocopy,
     })
 }
 
 /// The OCI mount for a parsed `--mount`; resolves a bind source on the host.
-pub fn to_spec_mount(m: &MountFlag, raw: &str) -> Result<Mount, RuntimeError> {
+pub fn to_spec_mount(
+    m: &MountFlag,
+    raw: &str,
+    volumes_dir: &std::path::Path,
+) -> Result<Mount, RuntimeError> {
+    if m.kind == MountKind::Volume {
+        let name = m.source.as_deref().ok_or_else(|| {
+            bad(
+                raw,
+                "anonymous volume has no name: create the container again",
+            )
+        })?;
+        let mut opts = m.options.clone();
+        opts.push(if m.readonly { "ro" } else { "rw" }.into());
+        return Ok(super::spec_mounts::volume_mount(
+            volumes_dir,
+            name,
+            &m.destination,
+            &opts,
+            m.nocopy,
+        ));
+    }
     let mut out = Mount::default();
     out.set_destination(PathBuf::from(&m.destination));
     let mut opts: Vec<String> = Vec::new();
@@ -231,6 +278,7 @@ pub fn to_spec_mount(m: &MountFlag, raw: &str) -> Result<Mount, RuntimeError> {
             opts.push(if m.recursive { "rbind" } else { "bind" }.into());
             opts.extend(m.options.iter().cloned());
         }
+        MountKind::Volume => {}
         MountKind::Tmpfs => {
             out.set_typ(Some("tmpfs".into()));
             out.set_source(Some(PathBuf::from("tmpfs")));
@@ -271,11 +319,16 @@ mod tests {
         assert_eq!(m.kind, MountKind::Tmpfs);
         assert_eq!(m.tmpfs_size, Some(64 << 20));
         assert_eq!(m.tmpfs_mode, Some(0o1770));
-        let spec = to_spec_mount(&m, "x").unwrap();
+        let spec = to_spec_mount(&m, "x", std::path::Path::new("/v")).unwrap();
         let o = spec.options().clone().unwrap();
         assert!(o.contains(&"size=67108864".to_string()) && o.contains(&"mode=1770".to_string()));
         assert!(o.contains(&"noexec".to_string()));
-        let spec = to_spec_mount(&parse_mount("type=tmpfs,dst=/t,exec").unwrap(), "x").unwrap();
+        let spec = to_spec_mount(
+            &parse_mount("type=tmpfs,dst=/t,exec").unwrap(),
+            "x",
+            std::path::Path::new("/v"),
+        )
+        .unwrap();
         assert!(!spec
             .options()
             .clone()
@@ -291,7 +344,10 @@ mod tests {
             "type=bind,dst=/d",
             "type=bind,src=/tmp",
             "type=bind,src=/tmp,dst=rel",
-            "type=volume,src=v,dst=/d",
+            "type=volume,src=../x,dst=/d",
+            "type=volume,src=v,dst=/d,tmpfs-size=1m",
+            "type=volume,src=v,dst=/d,bind-propagation=shared",
+            "type=bind,src=/tmp,dst=/d,volume-nocopy",
             "type=bind,src=name,dst=/d",
             "type=image,src=x,dst=/d",
             "type=tmpfs,dst=/t,tmpfs-size=lots",
@@ -306,10 +362,14 @@ mod tests {
         ] {
             assert!(parse_mount(s).is_err(), "{s}");
         }
-        let e = parse_mount("type=volume,src=v,dst=/d").unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("named volumes are not supported yet"));
+        let e = parse_mount("type=bind,src=v,dst=/d").unwrap_err();
+        assert!(e.to_string().contains("type=volume"), "{e}");
+        let v = parse_mount("type=volume,src=v,dst=/d,ro,volume-nocopy").unwrap();
+        assert_eq!(v.kind, MountKind::Volume);
+        assert_eq!(v.source.as_deref(), Some("v"));
+        assert!(v.readonly && v.nocopy);
+        let anon = parse_mount("type=volume,dst=/d").unwrap();
+        assert_eq!(anon.source, None);
     }
 
     #[test]

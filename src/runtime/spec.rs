@@ -73,6 +73,8 @@ pub struct SpecInputs<'a> {
     pub hostname: String,
     /// Files in the bundle bind-mounted into the container: (source, destination).
     pub generated: Vec<(PathBuf, &'static str)>,
+    /// Where named volumes live (`<root>/volumes`).
+    pub volumes_dir: &'a std::path::Path,
 }
 
 /// The command the container runs: entrypoint + cmd, with docker's override rules.

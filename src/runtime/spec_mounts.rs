@@ -18,17 +18,24 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
     m
 }
 
-/// A parsed `-v SRC:DST[:OPTS]`.
+/// A parsed `-v SRC:DST[:OPTS]`, `-v NAME:DST[:OPTS]` or `-v DST` (anonymous volume).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
+    /// The host path of a bind mount (empty for volumes).
     pub source: PathBuf,
     pub destination: String,
     pub options: Vec<String>,
     /// `U`: chown the source to the container's user at start.
     pub chown: bool,
+    /// A named volume.
+    pub named: Option<String>,
+    /// `-v /path`: a fresh volume is made for it at create time.
+    pub anonymous: bool,
+    /// `nocopy`: do not copy the image's files into an empty volume.
+    pub nocopy: bool,
 }
 
-/// Parses a bind volume the way podman does; named volumes arrive with their own issue.
+/// Parses `-v` the way podman does: a source that is not a path names a volume.
 pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
     let bad = |detail: String| RuntimeError::BadFlag {
         flag: "--volume",
@@ -36,6 +43,8 @@ pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [d, o] if d.starts_with('/') && !o.starts_with('/') => ("", *d, *o),
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
         _ => {
@@ -49,18 +58,29 @@ pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
             "invalid volume {spec:?}: container path {dst:?} must be absolute"
         )));
     }
-    if !(src.starts_with('/') || src.starts_with('.')) {
-        return Err(bad(format!(
-            "invalid volume {spec:?}: named volumes are not supported yet, give an absolute host path"
-        )));
+    let is_path = src.starts_with('/') || src.starts_with('.');
+    let named = (!src.is_empty() && !is_path).then(|| src.to_string());
+    if let Some(n) = &named {
+        if !crate::storage::volumes::valid_name(n) {
+            return Err(bad(format!(
+                "invalid volume {spec:?}: volume name {n:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (or give an absolute host path)"
+            )));
+        }
     }
-    let source = std::fs::canonicalize(src)
-        .map_err(|e| bad(format!("invalid volume {spec:?}: host path {src}: {e}")))?;
+    let source = if is_path {
+        std::fs::canonicalize(src)
+            .map_err(|e| bad(format!("invalid volume {spec:?}: host path {src}: {e}")))?
+    } else {
+        PathBuf::new()
+    };
     let mut options = Vec::new();
     let mut chown = false;
+    let mut nocopy = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "U" => chown = true,
+            "nocopy" if !is_path => nocopy = true,
+            "copy" if !is_path => nocopy = false,
             "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" | "rprivate"
             | "private" | "rslave" | "slave" | "rshared" | "shared" => options.push(o.to_string()),
             "z" | "Z" | "bind" | "rbind" => {}
@@ -81,7 +101,28 @@ pub fn parse_volume(spec: &str) -> Result<Volume, RuntimeError> {
         destination: dst.to_string(),
         options,
         chown,
+        anonymous: src.is_empty(),
+        named,
+        nocopy,
     })
+}
+
+/// The spec mount of a named volume: its data dir, bound like podman's
+/// (nosuid, nodev, rbind), marked for copy-up unless `nocopy`.
+pub fn volume_mount(
+    volumes_dir: &std::path::Path,
+    name: &str,
+    dest: &str,
+    user_opts: &[String],
+    nocopy: bool,
+) -> Mount {
+    let src = volumes_dir.join(name).join("_data");
+    let mut o: Vec<&str> = vec!["rbind", "nosuid", "nodev"];
+    o.extend(user_opts.iter().map(String::as_str));
+    if !nocopy {
+        o.push(super::copyup::COPYUP_OPTION);
+    }
+    mount(dest, "bind", &src.display().to_string(), &o)
 }
 
 /// The spec's mounts, in order, and the container paths to chown to the container's
@@ -173,6 +214,22 @@ pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeErro
         if vol.chown {
             chown.push(vol.destination.clone());
         }
+        if let Some(name) = &vol.named {
+            mounts.push(volume_mount(
+                inp.volumes_dir,
+                name,
+                &vol.destination,
+                &vol.options,
+                vol.nocopy,
+            ));
+            continue;
+        }
+        if vol.anonymous {
+            return Err(RuntimeError::BadFlag {
+                flag: "--volume",
+                detail: format!("anonymous volume {v:?} has no name: create the container again"),
+            });
+        }
         let mut o: Vec<&str> = vec!["rbind"];
         o.extend(vol.options.iter().map(String::as_str));
         mounts.push(mount(
@@ -199,7 +256,7 @@ pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeErro
         if m.chown {
             chown.push(m.destination.clone());
         }
-        mounts.push(super::mount_flag::to_spec_mount(&m, raw)?);
+        mounts.push(super::mount_flag::to_spec_mount(&m, raw, inp.volumes_dir)?);
     }
     check_unique_destinations(&mounts[mounts.len() - user_mounts(opts)..])?;
     Ok((mounts, chown))

@@ -12,6 +12,7 @@ pub mod layer_helper;
 pub mod layers;
 pub mod lock;
 pub mod unpack;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +49,15 @@ pub enum StorageError {
     /// The image is still used by containers.
     #[error("image {image} is in use by container {container}: remove the container first or use --force")]
     ImageInUse { image: String, container: String },
+    /// No volume has this name.
+    #[error("no volume with name \"{0}\" found: no such volume")]
+    NoSuchVolume(String),
+    /// The volume name is taken.
+    #[error("volume with name {0} already exists: choose another name or remove it first")]
+    VolumeExists(String),
+    /// A volume name that is not [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+    #[error("volume name {0:?} is invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    BadVolumeName(String),
     /// Corrupt data in the store.
     #[error("corrupt record {what}: {detail}: run `skiff system reset` if this persists")]
     Corrupt { what: String, detail: String },
@@ -119,6 +129,20 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 "#;
 
+/// Named volumes (labels and options as JSON objects). Added by a step keyed on the
+/// table's presence, not on user_version: another change claims version 3 at the same
+/// time, and a version-keyed step here would make its `version < 3` step skip on
+/// databases created in between. Idempotent, so it is safe in any order.
+const VOLUMES_TABLE: &str = r#"
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    options TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
 impl Store {
     /// Opens (creating if needed) the store under `paths.root`.
     pub fn open(paths: &Paths) -> Result<Store, StorageError> {
@@ -164,6 +188,17 @@ impl Store {
                  PRAGMA user_version=2; COMMIT;",
             )
             .map_err(StorageError::db(&db))?;
+        }
+        let has_volumes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='volumes'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(StorageError::db(&db))?;
+        if has_volumes == 0 {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {VOLUMES_TABLE} COMMIT;"))
+                .map_err(StorageError::db(&db))?;
         }
         Ok(Store {
             paths: paths.clone(),
