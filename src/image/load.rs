@@ -261,6 +261,8 @@ pub fn load(
     quiet: bool,
 ) -> Result<Vec<Loaded>, ImageError> {
     clean_stale_spools(store);
+    // Collection (rmi, prune) waits while we write blobs and layers no image names yet.
+    let _gc = crate::storage::lock::FileLock::gc(&store.paths, false)?;
     let (mut members, shown) = match input {
         Input::Path(p) if p.is_dir() => {
             let shown = p.display().to_string();
@@ -435,10 +437,13 @@ fn unpack_all(
         }
     }
     if let Some(e) = first_err {
-        let dirs: Vec<PathBuf> = committed
-            .iter()
-            .map(|(j, _)| paths.layers().join(&j.dir_name))
-            .collect();
+        // Only ours: a layer someone else recorded meanwhile (a parallel pull) stays.
+        let mut dirs = Vec::new();
+        for (j, _) in &committed {
+            if store.layer(&j.diff_id, &key)?.is_none() {
+                dirs.push(paths.layers().join(&j.dir_name));
+            }
+        }
         if let Err(re) = crate::userns::remove_trees(&paths, &dirs) {
             tracing::warn!(error = %re, "cannot remove the layers of a failed load");
         }

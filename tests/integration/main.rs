@@ -12,13 +12,11 @@ mod support;
 
 mod auth;
 mod bad_input;
-mod formats;
 mod foundation;
-mod images_transfer;
 mod images_store;
+mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
 mod unpack;
-mod volumes;
