@@ -5,18 +5,23 @@ mod commit;
 mod container;
 mod cp;
 mod exec;
+mod filters;
 mod format;
 mod image;
+mod image_filter;
 mod image_group;
 mod inspect;
+mod inspect_json;
 mod lifecycle;
 mod manage;
 mod ps;
 mod security_flags;
 mod store;
 mod system;
+mod template;
 mod top;
 mod transfer;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -139,6 +144,8 @@ pub enum Command {
     History(image_group::HistoryArgs),
     /// Manage images (podman's `image` group: ls, rm, pull, tag, inspect, prune, ...)
     Image(image_group::ImageArgs),
+    /// Manage named volumes
+    Volume(volume::VolumeArgs),
     /// Run a command inside your user namespace (to inspect or remove files owned by
     /// subordinate IDs)
     Unshare(system::UnshareArgs),
@@ -235,6 +242,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Top(a) => top::top(&ctx, a),
         Command::ExecHelper => Ok(crate::runtime::exec::helper_main()),
         Command::CpHelper => Ok(crate::runtime::cp::helper_main()),
+        Command::Volume(a) => volume::volume(&ctx, a),
         Command::Unshare(a) => system::unshare(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::Info(a) => system::info(&ctx, a),

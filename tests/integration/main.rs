@@ -12,6 +12,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod formats;
 mod foundation;
 mod images_store;
 mod images_transfer;
@@ -20,3 +21,4 @@ mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
 mod unpack;
+mod volumes;
