@@ -3,11 +3,13 @@
 
 mod cli;
 mod config;
+mod doctor;
 mod image;
 mod monitor;
 mod rootfs;
 mod runtime;
 mod storage;
+mod systemd;
 mod userns;
 
 use clap::Parser;
@@ -27,7 +29,8 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let args = match cli::Cli::try_parse() {
+    cli::complete_from_env();
+    let args = match cli::Cli::try_parse_from(generator_args()) {
         Ok(a) => a,
         Err(e) => std::process::exit(usage_error(&e)),
     };
@@ -37,6 +40,26 @@ fn main() {
         Err(e) => report(&e),
     };
     std::process::exit(code);
+}
+
+/// Installed as a systemd generator (a symlink named `*generator`), skiff is called
+/// as `NAME normal-dir early-dir late-dir`: that is `skiff quadlet [--user] DIRS`.
+fn generator_args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.ends_with("generator") {
+        let mut v: Vec<std::ffi::OsString> = vec!["skiff".into(), "quadlet".into()];
+        if name.contains("user") {
+            v.push("--user".into());
+        }
+        v.extend(args.drain(1..));
+        return v;
+    }
+    args
 }
 
 /// Set in a container's init once its stderr belongs to the container: from then on the

@@ -176,7 +176,13 @@ pub struct RmArgs {
     /// Remove all containers
     #[arg(short, long)]
     pub all: bool,
-    #[arg(required_unless_present = "all")]
+    /// Read the container ID from this file (written by `run --cidfile`)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<PathBuf>,
+    /// Ignore containers (and --cidfile files) that do not exist
+    #[arg(short, long)]
+    pub ignore: bool,
+    #[arg(required_unless_present_any = ["all", "cidfile"])]
     pub containers: Vec<String>,
 }
 
@@ -514,13 +520,13 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     let names: Vec<String> = if a.all {
         store.containers()?.into_iter().map(|c| c.id).collect()
     } else {
-        a.containers.clone()
+        super::cidfile::targets(&a.containers, &a.cidfile, a.ignore)?
     };
     for name in &names {
         let c = match store.find_container(name) {
             Ok(c) => c,
             // With --all, a container that removed itself meanwhile (--rm) is not an error.
-            Err(_) if a.all => continue,
+            Err(_) if a.all || a.ignore => continue,
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
@@ -528,7 +534,7 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
             }
         };
         match super::manage::remove_container(ctx, &mut store, &c, a.force) {
-            Err(_) if a.all && store.find_container(&c.id).is_err() => continue,
+            Err(_) if (a.all || a.ignore) && store.find_container(&c.id).is_err() => continue,
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e}");

@@ -27,7 +27,13 @@ pub struct StopArgs {
     /// Stop all running containers
     #[arg(short, long)]
     pub all: bool,
-    #[arg(required_unless_present = "all")]
+    /// Read the container ID from this file (written by `run --cidfile`)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Vec<std::path::PathBuf>,
+    /// Ignore containers (and --cidfile files) that do not exist
+    #[arg(short, long)]
+    pub ignore: bool,
+    #[arg(required_unless_present_any = ["all", "cidfile"])]
     pub containers: Vec<String>,
 }
 
@@ -222,17 +228,16 @@ fn targets(
 }
 
 pub fn stop(ctx: &Ctx, a: StopArgs) -> anyhow::Result<i32> {
+    let names = super::cidfile::targets(&a.containers, &a.cidfile, a.ignore)?;
     let mut store = Store::open(&ctx.paths)?;
     let mut code = 0;
-    for (i, t) in targets(&mut store, a.all, &a.containers)?
-        .into_iter()
-        .enumerate()
-    {
+    for (i, t) in targets(&mut store, a.all, &names)?.into_iter().enumerate() {
         match t {
             Ok(c) => {
                 stop_one(ctx, &mut store, &c, a.time)?;
-                println!("{}", a.containers.get(i).cloned().unwrap_or(c.id));
+                println!("{}", names.get(i).cloned().unwrap_or(c.id));
             }
+            Err(_) if a.ignore => {}
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 125;

@@ -1,9 +1,13 @@
 //! Command-line definitions (clap derive), one file per command family. Each command
 //! parses, calls into the engine modules, and prints; no engine logic lives here.
 
+mod cidfile;
 mod commit;
 mod container;
 mod cp;
+mod docs;
+mod docs_text;
+mod doctor;
 mod exec;
 mod filters;
 mod format;
@@ -18,10 +22,13 @@ mod ps;
 mod security_flags;
 mod store;
 mod system;
+mod systemd;
 mod template;
 mod top;
 mod transfer;
 mod volume;
+
+pub use docs::complete_from_env;
 
 use std::path::PathBuf;
 
@@ -153,6 +160,17 @@ pub enum Command {
     Version(system::VersionArgs),
     /// Display skiff related system information
     Info(system::InfoArgs),
+    /// Turn Quadlet .container files into systemd services (also runs as a systemd
+    /// generator)
+    Quadlet(systemd::QuadletArgs),
+    /// Generate structured data: `generate systemd` writes a unit for a container
+    Generate(systemd::GenerateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(docs::CompletionArgs),
+    #[command(name = "__generate-docs", hide = true)]
+    GenerateDocs(docs::GenerateDocsArgs),
+    #[command(name = "__doctor-probe", hide = true)]
+    DoctorProbe { dir: PathBuf },
     #[command(name = "__monitor", hide = true)]
     Monitor(crate::monitor::MonitorArgs),
     #[command(name = "__unpack-layer", hide = true)]
@@ -246,6 +264,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Unshare(a) => system::unshare(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::Info(a) => system::info(&ctx, a),
+        Command::Quadlet(a) => systemd::quadlet_cmd(&ctx, a),
+        Command::Generate(a) => systemd::generate_cmd(&ctx, a),
+        Command::Completion(a) => docs::completion(a),
+        Command::GenerateDocs(a) => docs::generate_docs(a),
+        Command::DoctorProbe { dir } => Ok(doctor::probe(&dir)),
         Command::Monitor(a) => Ok(crate::monitor::main(&ctx.paths, &a)),
         Command::UnpackLayer(a) => Ok(crate::storage::layer_helper::main(&a)),
         Command::RmTree { dirs } => Ok(crate::userns::rm_tree_main(&ctx.paths, &dirs)),

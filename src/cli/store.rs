@@ -25,6 +25,8 @@ pub enum StoreCommand {
     Reset(ResetArgs),
     /// Check the store for inconsistencies (and repair them with --repair)
     Check(CheckArgs),
+    /// Check the host for rootless containers and say how to fix each problem
+    Doctor(super::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +72,7 @@ pub fn dispatch(ctx: &Ctx, c: StoreCommand) -> anyhow::Result<i32> {
         StoreCommand::Prune(a) => prune(ctx, a),
         StoreCommand::Reset(a) => reset(ctx, a),
         StoreCommand::Check(a) => check(ctx, a),
+        StoreCommand::Doctor(a) => super::doctor::doctor(ctx, a),
     }
 }
 

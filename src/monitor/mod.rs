@@ -335,6 +335,13 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         .unwrap_or((24, 80));
     let mut first = true;
     let mut last_userns: Option<OwnedFd> = None;
+    let notify_mode = o.sdnotify.as_deref().unwrap_or("conmon");
+    let me = std::process::id() as i32;
+    // The container sends READY itself: systemd must know the monitor as the service's
+    // main process before the container can possibly be ready.
+    if notify_mode == "container" {
+        sd_notify(&format!("MAINPID={me}\n"));
+    }
     let code = loop {
         let (mut streams, cio) = if o.tty {
             (
@@ -408,18 +415,19 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             streams.out = Some(m);
         }
         let pid = launched.pid;
-        let me = std::process::id() as i32;
         let _ = store.set_running(&rec.id, me, start_time(me).unwrap_or(0), pid.as_raw());
         if first {
             first = false;
+            // Before `run -d` learns the container runs: the CLI (systemd's ExecStart
+            // process) must not exit before systemd has MAINPID and READY.
+            if notify_mode == "conmon" {
+                sd_notify(&format!("MAINPID={me}\nREADY=1\n"));
+            }
             if let Some(mut s) = rep.sync.take() {
                 let _ = std::io::Write::write_all(&mut s, proto::OK.as_bytes());
             }
             if let Some(i) = rep.client.take() {
                 io.clients[i].send(proto::OK);
-            }
-            if o.sdnotify.as_deref().unwrap_or("conmon") == "conmon" {
-                notify_ready(me);
             }
         }
         // While the container runs, hold as little memory as possible: the database
@@ -475,13 +483,13 @@ fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) {
     let _ = store.delete_container(id);
 }
 
-/// Tells systemd (when it started us, with NotifyAccess=all) that the service is up and
-/// that the monitor is its main process, as conmon does with --sdnotify=conmon.
-fn notify_ready(monitor_pid: i32) {
+/// Sends an sd_notify message to systemd (when it started us, with NotifyAccess=all):
+/// that the monitor is the service's main process and, with --sdnotify=conmon, that the
+/// service is up, as conmon does.
+fn sd_notify(msg: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let msg = format!("MAINPID={monitor_pid}\nREADY=1\n");
     let sock = match std::os::unix::net::UnixDatagram::unbound() {
         Ok(s) => s,
         Err(_) => return,

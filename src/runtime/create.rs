@@ -98,6 +98,7 @@ fn validate_lifecycle(opts: &CreateOptions) -> Result<(), RuntimeError> {
     if let Some(s) = &opts.stop_signal {
         super::signal::parse(s).map_err(|e| bad("--stop-signal", e))?;
     }
+    super::notify::validate(opts)?;
     if let Some(k) = &opts.detach_keys {
         crate::monitor::proto::parse_detach_keys(k).map_err(|e| bad("--detach-keys", e))?;
     }

@@ -17,6 +17,7 @@ pub mod labels;
 pub mod launch;
 pub mod mount_flag;
 mod mounts;
+pub mod notify;
 mod process;
 pub mod pty;
 pub mod resources;

@@ -157,6 +157,12 @@ pub fn environment(
     for e in &opts.env {
         set(e);
     }
+    if let Ok(Some(_)) = super::notify::host_socket(opts) {
+        set(&format!(
+            "NOTIFY_SOCKET={}",
+            super::notify::CONTAINER_SOCKET
+        ));
+    }
     Ok(order
         .into_iter()
         .map(|k| {

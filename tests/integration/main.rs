@@ -12,6 +12,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod docs;
 mod formats;
 mod foundation;
 mod images_store;
@@ -20,5 +21,6 @@ mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod run_flags;
+mod systemd;
 mod unpack;
 mod volumes;
