@@ -10,6 +10,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 mod registry;
+pub mod remap;
 pub mod save;
 
 pub use pull::pull;

@@ -13,6 +13,7 @@ pub mod layers;
 pub mod lock;
 pub mod unpack;
 pub mod volumes;
+pub mod userns_auto;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,7 +84,7 @@ pub struct Store {
 }
 
 /// Bumped with every schema change; `open` migrates older databases.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS images (
@@ -188,6 +189,10 @@ impl Store {
                  PRAGMA user_version=2; COMMIT;",
             )
             .map_err(StorageError::db(&db))?;
+        }
+        if version < 3 {
+            conn.execute_batch(userns_auto::MIGRATION_3)
+                .map_err(StorageError::db(&db))?;
         }
         let has_volumes: i64 = conn
             .query_row(

@@ -3,6 +3,7 @@
 //! exec'd helper enter such a namespace before it does any work.
 
 mod helper;
+pub mod modes;
 mod remove;
 mod subid;
 
@@ -47,6 +48,9 @@ pub enum UsernsError {
     /// The handshake with a helper process broke off.
     #[error("user namespace helper: {0}")]
     Handshake(String),
+    /// A --userns/--uidmap/--gidmap value that cannot work; names the flag.
+    #[error("{flag}: {detail}")]
+    BadMode { flag: &'static str, detail: String },
     /// A helper could not be started.
     #[error("cannot start helper {exe}: {source}")]
     Spawn {
@@ -120,7 +124,9 @@ impl IdMapping {
 
     /// True when only the user's own ID is mapped (no newuidmap needed).
     pub fn is_single(&self) -> bool {
-        self.uids.len() == 1 && self.gids.len() == 1
+        let own = |v: &[IdRange], id: u32| v.len() == 1 && v[0].count == 1 && v[0].outside == id;
+        own(&self.uids, nix::unistd::geteuid().as_raw())
+            && own(&self.gids, nix::unistd::getegid().as_raw())
     }
 
     /// A stable key for the mapping: unpacked layers are shared only between containers
@@ -141,12 +147,30 @@ impl IdMapping {
         if self.is_single() {
             return self.apply_single(pid);
         }
+        if nix::unistd::geteuid().is_root() {
+            // Root may write any map itself; newuidmap would check /etc/subuid for root.
+            return self.apply_direct(pid);
+        }
         // The two setuid tools are independent: run them side by side.
         let uid = spawn_map_tool("newuidmap", pid, &self.uids)?;
         let gid = spawn_map_tool("newgidmap", pid, &self.gids);
         let uid_res = finish_map_tool(uid);
         let gid_res = gid.and_then(finish_map_tool);
         uid_res.and(gid_res)
+    }
+
+    fn apply_direct(&self, pid: i32) -> Result<(), UsernsError> {
+        let write = |file: &str, v: &[IdRange]| {
+            let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+            let data: String = v
+                .iter()
+                .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))
+                .collect();
+            tracing::debug!(path = %path.display(), %data, "write id map");
+            std::fs::write(&path, data).map_err(|source| UsernsError::WriteMap { path, source })
+        };
+        write("uid_map", &self.uids)?;
+        write("gid_map", &self.gids)
     }
 
     fn apply_single(&self, pid: i32) -> Result<(), UsernsError> {
