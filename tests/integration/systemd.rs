@@ -212,6 +212,13 @@ fn quadlet_rejects_unknown_keys_and_bad_files_by_name() {
     assert!(out_dir.join("good.service").exists());
     assert!(!out_dir.join("bad.service").exists());
 
+    // Until `run` has -p (the network stack), PublishPort= is refused; after, passed on.
+    let help = env.run(&["run", "--help"]).stdout_str();
+    let publish: &[&str] = if help.contains("--publish") {
+        &[]
+    } else {
+        &["PublishPort=8080:80", "cannot publish ports yet"]
+    };
     let cases: [(&str, &[&str]); 6] = [
         ("[Container]\nExec=true\n", &["no Image= key"]),
         (
@@ -224,15 +231,21 @@ fn quadlet_rejects_unknown_keys_and_bad_files_by_name() {
             "[Container]\nImage=busybox\n[Service]\nType=forking\n",
             &["invalid service Type=forking"],
         ),
-        (
-            "[Container]\nImage=busybox\nPublishPort=8080:80\n",
-            &["PublishPort=8080:80", "cannot publish ports yet"],
-        ),
+        ("[Container]\nImage=busybox\nPublishPort=8080:80\n", publish),
     ];
     fs::remove_file(&bad).unwrap();
     for (text, needles) in cases {
         let p = put_unit(&env, "case.container", text);
         let out = env.run(&["quadlet", "--user", "--dryrun"]);
+        if needles.is_empty() {
+            out.success();
+            assert!(
+                out.stdout_str().contains("--publish 8080:80"),
+                "{}",
+                out.describe()
+            );
+            continue;
+        }
         let mut all = vec![p.to_str().unwrap()];
         all.extend_from_slice(needles);
         assert_error(&out, 125, &all);
