@@ -6,6 +6,7 @@ mod config;
 mod doctor;
 mod image;
 mod monitor;
+mod network;
 mod rootfs;
 mod runtime;
 mod storage;

@@ -52,6 +52,12 @@ pub struct CreateFlags {
     /// Network mode: none or host
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port on the host: [ip:][hostPort:]containerPort[/tcp|/udp]
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs on a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Keep stdin open
     #[arg(short, long)]
     pub interactive: bool,
@@ -283,6 +289,8 @@ fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRe
         read_only_tmpfs: f.read_only_tmpfs,
         tmpfs: f.tmpfs,
         network: f.network,
+        publish: f.publish,
+        publish_all: f.publish_all,
         interactive: f.interactive,
         rm: f.rm,
         command: f.command,

@@ -104,6 +104,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         .map(|m| mount_json(m, &volumes_dir))
         .collect();
     let o = cfg.as_ref().map(|c| c.options.clone()).unwrap_or_default();
+    let ports = cfg.as_ref().map(|c| c.ports.clone()).unwrap_or_default();
     let caps =
         |which: fn(&oci_spec::runtime::LinuxCapabilities) -> Option<Vec<String>>| -> Vec<String> {
             let mut v: Vec<String> = process
@@ -205,7 +206,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
                 "Size": o.log_opts.iter().find_map(|x| x.strip_prefix("max-size=")).unwrap_or("0B"),
             },
             "NetworkMode": network,
-            "PortBindings": {},
+            "PortBindings": crate::network::portspec::inspect_map(&ports),
             "RestartPolicy": restart_policy(o.restart.as_deref()),
             "AutoRemove": o.rm,
             "VolumeDriver": "",
@@ -224,7 +225,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
             "OomScoreAdj": 0,
             "PidMode": "private",
             "Privileged": false,
-            "PublishAllPorts": false,
+            "PublishAllPorts": o.publish_all,
             "ReadonlyRootfs": o.read_only,
             "SecurityOpt": [],
             "Tmpfs": tmpfs_map(&o.tmpfs),
@@ -256,7 +257,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "MacAddress": "", "Bridge": "", "SandboxID": "", "HairpinMode": false,
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {}, "SandboxKey": "", "Networks": {},
+        "Ports": crate::network::portspec::inspect_map(&ports), "SandboxKey": "", "Networks": {},
     });
     let graph_driver = json!({
         "Name": "overlay",

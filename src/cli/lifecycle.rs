@@ -110,6 +110,7 @@ fn config(c: &ContainerRecord) -> ContainerConfig {
         rootless: true,
         labels: Default::default(),
         annotations: Default::default(),
+        ports: Default::default(),
     })
 }
 

@@ -18,6 +18,7 @@ mod inspect;
 mod inspect_json;
 mod lifecycle;
 mod manage;
+mod port;
 mod ps;
 mod security_flags;
 mod store;
@@ -141,6 +142,8 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Display the running processes of a container
     Top(top::TopArgs),
+    /// List the published ports of a container
+    Port(port::PortArgs),
     /// Create a new image from a container's changes
     Commit(commit::CommitArgs),
     /// Import a tarball as a filesystem image
@@ -258,6 +261,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(a) => exec::exec(&ctx, a),
         Command::Cp(a) => cp::cp(&ctx, a),
         Command::Top(a) => top::top(&ctx, a),
+        Command::Port(a) => port::port(&ctx, a),
         Command::ExecHelper => Ok(crate::runtime::exec::helper_main()),
         Command::CpHelper => Ok(crate::runtime::cp::helper_main()),
         Command::Volume(a) => volume::volume(&ctx, a),

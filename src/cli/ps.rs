@@ -175,7 +175,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
                 command(c, a.no_trunc),
                 ago(c.created),
                 status_text(c),
-                String::new(),
+                crate::network::portspec::ps_column(&ports(c)),
                 c.name.clone(),
             ]
         })
@@ -193,6 +193,13 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
         &rows,
     );
     Ok(0)
+}
+
+/// The container's published ports.
+fn ports(c: &ContainerRecord) -> Vec<crate::network::portspec::PortMapping> {
+    serde_json::from_str::<ContainerConfig>(&c.config)
+        .map(|x| x.ports)
+        .unwrap_or_default()
 }
 
 fn command(c: &ContainerRecord, no_trunc: bool) -> String {
@@ -247,7 +254,7 @@ fn ps_view(c: &ContainerRecord, no_trunc: bool) -> Value {
         "Command": command(c, no_trunc),
         "Status": status,
         "State": status,
-        "Ports": "",
+        "Ports": crate::network::portspec::ps_column(&ports(c)),
         "CreatedAt": go_time(c.created),
         "Created": go_time(c.created),
         "CreatedHuman": ago(c.created),
@@ -291,7 +298,7 @@ fn ps_json(c: &ContainerRecord) -> Value {
         "Mounts": mount_destinations(c),
         "AutoRemove": cfg.as_ref().is_some_and(|x| x.options.rm),
         "Restarts": c.restarts,
-        "Ports": [],
+        "Ports": crate::network::portspec::ps_json(&ports(c)),
         "Networks": [],
         "Namespaces": {},
         "Pod": "",

@@ -96,6 +96,8 @@ pub struct Io {
     pub stop_timeout: Duration,
     /// A stop was asked of the monitor itself (SIGTERM from systemd or the user).
     pub stop_requested: bool,
+    /// Published ports (src/network/relay.rs), served from this loop.
+    pub ports: Option<crate::network::relay::Relay>,
 }
 
 const BUF: usize = 32 * 1024;
@@ -140,6 +142,10 @@ impl Io {
                 fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
                 kinds.push(Kind::Listener);
             }
+            if let Some(p) = &self.ports {
+                fds.push(PollFd::new(p.fd(), PollFlags::POLLIN));
+                kinds.push(Kind::Ports);
+            }
             for (i, c) in self.clients.iter().enumerate() {
                 fds.push(PollFd::new(c.ctl.as_fd(), PollFlags::POLLIN));
                 kinds.push(Kind::Ctl(i));
@@ -148,7 +154,8 @@ impl Io {
                     kinds.push(Kind::Stdin(i));
                 }
             }
-            let timeout = [kill_at, drain_until]
+            let ports_at = self.ports.as_ref().and_then(|p| p.deadline());
+            let timeout = [kill_at, drain_until, ports_at]
                 .into_iter()
                 .flatten()
                 .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u16 + 1)
@@ -169,6 +176,9 @@ impl Io {
                 })
                 .collect();
             drop(fds);
+            if let Some(p) = self.ports.as_mut() {
+                p.tick();
+            }
             let mut dead_clients = Vec::new();
             for (kind, readable) in ready {
                 match kind {
@@ -220,6 +230,11 @@ impl Io {
                         }
                     }
                     Kind::Listener => self.accept(),
+                    Kind::Ports => {
+                        if let Some(p) = self.ports.as_mut() {
+                            p.service();
+                        }
+                    }
                     Kind::Ctl(i) => {
                         if !self.client_ctl(i, pid, s.input.as_ref()) {
                             dead_clients.push(i);
@@ -339,6 +354,7 @@ enum Kind {
     Signal,
     Out(Stream),
     Listener,
+    Ports,
     Ctl(usize),
     Stdin(usize),
 }

@@ -264,6 +264,21 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     let o = &cfg.options;
     let bundle = paths.container_dir(&rec.id);
     let policy = RestartPolicy::parse(o.restart.as_deref()).map_err(|e| (125, e))?;
+    // Published ports are bound before anything starts: a port in use or a privileged
+    // one fails the start here, with nothing to undo.
+    let ports = if cfg.ports.is_empty() {
+        None
+    } else {
+        match crate::network::relay::Relay::bind(&cfg.ports) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                if o.rm {
+                    cleanup(&mut store, &rec.id, None);
+                }
+                return Err((125, e.to_string()));
+            }
+        }
+    };
     let driver = o.log_driver.as_deref().unwrap_or("k8s-file");
     let passthrough = driver == "passthrough";
     if passthrough && !args.attach {
@@ -309,6 +324,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         stop_signal,
         stop_timeout: Duration::from_secs(u64::from(o.stop_timeout.unwrap_or(10))),
         stop_requested: false,
+        ports,
     };
     if args.attach {
         let fds: Vec<OwnedFd> = (0..3).filter_map(dup_std).collect();
@@ -405,6 +421,22 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             }
         };
         crate::runtime::cgroup::join_freezer(&rec.id, launched.pid.as_raw());
+        if let Err(msg) = serve_ports(&mut io, &launched) {
+            let _ = nix::sys::signal::kill(launched.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(launched.pid, None);
+            let _ = store.set_exited(&rec.id, 125, crate::storage::now());
+            if first {
+                if o.rm {
+                    cleanup(&mut store, &rec.id, launched.userns.as_ref());
+                }
+                let _ = std::fs::remove_file(&sock_path);
+                if let Some(i) = rep.client.take() {
+                    io.clients[i].send(&proto::error_line(125, &msg));
+                }
+                return Err((125, msg));
+            }
+            break 125;
+        }
         drop(cio);
         if passthrough {
             release_std();
@@ -441,6 +473,9 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         release_dead_stack();
         last_userns = launched.userns;
         let exit = io.run(pid, &mut streams);
+        if let Some(p) = io.ports.as_mut() {
+            p.detach();
+        }
         crate::runtime::cgroup::remove(&rec.id);
         tracing::debug!(id = %rec.id, code = exit.code, "container exited");
         store = match Store::open(paths) {
@@ -469,6 +504,20 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         c.send(&proto::exit_line(code));
     }
     Ok(code)
+}
+
+/// Starts the connector for the published ports inside the container just launched.
+fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
+    let Some(relay) = io.ports.as_mut() else {
+        return Ok(());
+    };
+    let Some(netns) = &launched.netns else {
+        return Err("published ports need the container's own network namespace".into());
+    };
+    let c = crate::network::connector::spawn(launched.userns.as_ref(), netns)
+        .map_err(|e| e.to_string())?;
+    relay.attach(c);
+    Ok(())
 }
 
 /// Removes a container's files and record.

@@ -105,6 +105,45 @@ fn validate_lifecycle(opts: &CreateOptions) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// The container's published ports (`-p`, and `-P` for the image's EXPOSEd ports), with
+/// host ports fixed now; none with the host's network, where podman drops them too.
+fn published_ports(
+    image: &ImageConfiguration,
+    opts: &CreateOptions,
+    network: NetworkMode,
+) -> Result<Vec<crate::network::portspec::PortMapping>, RuntimeError> {
+    use crate::network::portspec;
+    let mut reqs = portspec::parse_all(&opts.publish)?;
+    if opts.publish_all {
+        let keys: Vec<String> = image
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default();
+        for (port, protocol) in portspec::exposed(&keys) {
+            let given = reqs
+                .iter()
+                .any(|r| r.container_port == port && r.protocol == protocol);
+            if !given {
+                reqs.push(portspec::PortRequest {
+                    host_ip: None,
+                    host_port: None,
+                    container_port: port,
+                    protocol,
+                });
+            }
+        }
+    }
+    if reqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if network == NetworkMode::Host {
+        tracing::warn!("Port mappings have been discarded as one of the Host, Container, Pod, and None network modes are in use");
+        return Ok(Vec::new());
+    }
+    Ok(crate::network::assign(&reqs)?)
+}
+
 /// podman's rule for container names (create, rename).
 pub fn valid_name(n: &str) -> bool {
     let mut chars = n.chars();
@@ -169,6 +208,7 @@ pub fn create(
         bundle::check_dns_search(d)?;
     }
     super::sysctl::parse_sysctls(&opts.sysctls, network)?;
+    let ports = published_ports(&image_config, opts, network)?;
     super::security::validate(&opts.security)?;
     super::resources::parse_limits(&opts.security)?;
     super::resources::check_oom_score_adj(opts.security.oom_score_adj)?;
@@ -234,6 +274,7 @@ pub fn create(
             rootless: store.paths.rootless,
             labels,
             annotations,
+            ports,
         })
         .unwrap_or_default(),
     };

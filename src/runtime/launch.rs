@@ -24,6 +24,10 @@ pub struct Launched {
     pub userns: Option<OwnedFd>,
     /// The container's terminal (with `-t`).
     pub pty_master: Option<OwnedFd>,
+    /// The container's own network namespace, opened before the init can become
+    /// non-dumpable (after that its /proc/PID/ns files are closed to us): published
+    /// ports are served from inside it.
+    pub netns: Option<OwnedFd>,
 }
 
 /// How the container's stdio is connected.
@@ -129,6 +133,25 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
     } else {
         None
     };
+    let netns = if flags.contains(CloneFlags::CLONE_NEWNET) {
+        let p = format!("/proc/{}/ns/net", pid.as_raw());
+        tracing::debug!(path = %p, "open network namespace");
+        Some(
+            nix::fcntl::open(
+                p.as_str(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|source| {
+                fail(RuntimeError::Kernel {
+                    call: format!("open {p}"),
+                    source,
+                })
+            })?,
+        )
+    } else {
+        None
+    };
     // Limits bind before the init runs anything, so nothing it forks escapes them. The
     // OOM score is written from here: once the init is not dumpable, its /proc files
     // belong to a root its user namespace does not map.
@@ -179,6 +202,7 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
         pid,
         userns,
         pty_master,
+        netns,
     })
 }
 

@@ -50,6 +50,8 @@ pub enum RuntimeError {
     Userns(#[from] crate::userns::UsernsError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// Unpacking the image's layers for the container's ID mapping failed.
     #[error(transparent)]
     Image(#[from] Box<crate::image::ImageError>),
@@ -116,6 +118,10 @@ pub struct CreateOptions {
     pub read_only_tmpfs: Option<bool>,
     pub tmpfs: Vec<String>,
     pub network: Option<String>,
+    /// `-p/--publish` values as given ([ip:][hostPort:]containerPort[/proto]).
+    pub publish: Vec<String>,
+    /// `-P/--publish-all`: the image's EXPOSEd ports on free host ports.
+    pub publish_all: bool,
     pub interactive: bool,
     pub rm: bool,
     pub command: Vec<String>,
@@ -190,6 +196,10 @@ pub struct ContainerConfig {
     /// `--annotation` values (also in the spec).
     #[serde(default)]
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Published ports with their host ports fixed at create (random ones included),
+    /// so every start binds the same ones.
+    #[serde(default)]
+    pub ports: Vec<crate::network::portspec::PortMapping>,
 }
 
 /// Removes a container directory. Rootless containers leave files owned by subordinate

@@ -1,0 +1,101 @@
+//! Networking that the monitor runs for a container. Today: published ports
+//! (`-p`/`-P`), which never cross a userspace TCP/IP stack: the monitor listens on the
+//! host and splices each connection into a socket opened inside the container's
+//! network namespace by a small connector process (see DESIGN.md).
+
+pub mod connector;
+pub mod portspec;
+pub mod relay;
+mod relay_conn;
+mod relay_udp;
+
+/// Failures setting up published ports; each names the port and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// A `-p` value that does not parse.
+    #[error("invalid -p {spec:?}: {detail}")]
+    BadPublish { spec: String, detail: String },
+    /// The host port is taken by another process.
+    #[error("cannot publish {addr}/{proto}: the port is already in use: stop what listens there or choose another host port")]
+    InUse { addr: String, proto: String },
+    /// A port below net.ipv4.ip_unprivileged_port_start, rootless.
+    #[error("cannot publish {addr}/{proto}: ports below {start} need privileges (net.ipv4.ip_unprivileged_port_start={start}): use a host port of {start} or above, or ask an admin to lower it with `sysctl net.ipv4.ip_unprivileged_port_start={port}`")]
+    Privileged {
+        addr: String,
+        proto: String,
+        port: u16,
+        start: u16,
+    },
+    /// Any other failure of a socket call for a port.
+    #[error("cannot publish {addr}/{proto}: {call}: {source}")]
+    Socket {
+        addr: String,
+        proto: String,
+        call: &'static str,
+        source: nix::Error,
+    },
+    /// The connector process could not be started.
+    #[error("starting the port connector for the container: {call}: {source}")]
+    Connector {
+        call: &'static str,
+        source: nix::Error,
+    },
+}
+
+use portspec::{PortMapping, PortRequest, Protocol};
+
+/// Fixes the host port of every request: those without one get a free port of the host
+/// now (bound and released), so the container keeps the same ports across restarts.
+pub fn assign(reqs: &[PortRequest]) -> Result<Vec<PortMapping>, NetworkError> {
+    let mut out: Vec<PortMapping> = Vec::with_capacity(reqs.len());
+    let taken: std::collections::HashSet<(u16, Protocol)> = reqs
+        .iter()
+        .filter_map(|r| r.host_port.map(|p| (p, r.protocol)))
+        .collect();
+    for r in reqs {
+        let host_port = match r.host_port {
+            Some(p) => p,
+            None => loop {
+                let p = free_port(r.host_ip, r.protocol)?;
+                let dup = taken.contains(&(p, r.protocol))
+                    || out
+                        .iter()
+                        .any(|m| m.host_port == p && m.protocol == r.protocol);
+                if !dup {
+                    break p;
+                }
+            },
+        };
+        out.push(PortMapping {
+            host_ip: r.host_ip,
+            host_port,
+            container_port: r.container_port,
+            protocol: r.protocol,
+        });
+    }
+    Ok(out)
+}
+
+/// A port the kernel considers free for `ip` (all addresses when None) right now.
+fn free_port(ip: Option<std::net::IpAddr>, proto: Protocol) -> Result<u16, NetworkError> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let addr = SocketAddr::new(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
+    let err = |source: std::io::Error| NetworkError::Socket {
+        addr: addr.to_string(),
+        proto: proto.as_str().into(),
+        call: "bind (choosing a free host port)",
+        source: nix::errno::Errno::from_raw(source.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    tracing::debug!(%addr, "bind: pick a free host port");
+    let port = match proto {
+        Protocol::Tcp => std::net::TcpListener::bind(addr)
+            .and_then(|l| l.local_addr())
+            .map_err(err)?
+            .port(),
+        Protocol::Udp => std::net::UdpSocket::bind(addr)
+            .and_then(|l| l.local_addr())
+            .map_err(err)?
+            .port(),
+    };
+    Ok(port)
+}
