@@ -21,6 +21,7 @@ mod manage;
 mod port;
 mod ps;
 mod security_flags;
+mod settings;
 mod store;
 mod system;
 mod systemd;
@@ -202,6 +203,8 @@ pub enum Command {
 pub struct Ctx {
     pub paths: Paths,
     pub log_level: String,
+    /// Effective configuration (skiff.toml, environment, flags) and its sources.
+    pub settings: crate::config::file::Settings,
 }
 
 impl Ctx {
@@ -220,10 +223,11 @@ impl Ctx {
 
 /// Runs the parsed command; Ok(code) is the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let paths = Paths::resolve(cli.root.as_deref(), cli.runroot.as_deref())?;
+    let (paths, settings) = settings::resolve(&cli)?;
     let ctx = Ctx {
         paths,
         log_level: cli.log_level.clone(),
+        settings,
     };
     match cli.command {
         Command::Pull(a) => image::pull(&ctx, a),

@@ -111,6 +111,7 @@ pub fn info(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<i32> {
     } else {
         "v1"
     };
+    let settings = ctx.settings.table(&ctx.paths.root, &ctx.paths.runroot);
     let v = serde_json::json!({
         "host": {
             "arch": crate::image::host_platform().1,
@@ -125,6 +126,10 @@ pub fn info(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<i32> {
             "graphDriverName": "overlay",
         },
         "version": { "Version": env!("CARGO_PKG_VERSION") },
+        "config": {
+            "files": ctx.settings.files,
+            "settings": settings.iter().map(|(k, v, s)| serde_json::json!({"key": k, "value": v, "source": s})).collect::<Vec<_>>(),
+        },
     });
     let format =
         Format::parse("info", a.format.as_deref()).map_err(|e| Exit::with(125, e.to_string()))?;
@@ -161,6 +166,15 @@ pub fn info(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<i32> {
         println!("  runRoot: {}", ctx.paths.runroot.display());
         println!("version:");
         println!("  Version: {}", env!("CARGO_PKG_VERSION"));
+        println!("config:");
+        println!("  files:");
+        for f in &ctx.settings.files {
+            println!("  - {}", f.display());
+        }
+        println!("  settings:");
+        for (k, v, src) in &settings {
+            println!("    {k}: {v} (from {src})");
+        }
     }
     Ok(0)
 }

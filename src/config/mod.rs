@@ -4,6 +4,7 @@
 //! expect them; root uses /var/lib/skiff and /run/skiff.
 
 pub mod auth;
+pub mod file;
 pub mod registries;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};

@@ -219,7 +219,8 @@ fn volume_and_network_errors_fail_cleanly() {
         args.extend_from_slice(&[bb, "true"]);
         fails_cleanly(&env, &args, 125, needles);
     };
-    run(&["-v", "relative-name:/x"], &["relative-name", "volume"]);
+    // A plain name is a named volume now; one that cannot be a volume name fails.
+    run(&["-v", "not/a-name:/x"], &["not/a-name", "volume"]);
     run(&["-v", "/does/not/exist:/x"], &["/does/not/exist"]);
     run(&["-v", "/tmp:relative"], &["relative"]);
     run(&["--network", "bogus"], &["bogus"]);

@@ -462,3 +462,178 @@ fn bad_formats_and_filters_fail_cleanly() {
     }
     assert_eq!(snapshot(&env), before);
 }
+
+fn write_config(env: &TestEnv, path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write skiff.toml");
+    env.give(&env.home.join(".config"));
+    env.give(path);
+}
+
+/// `(value, source)` of one setting in `info --format json`.
+fn setting(info: &Value, key: &str) -> (String, String) {
+    let s = info["config"]["settings"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["key"] == key))
+        .unwrap_or_else(|| panic!("no {key}: {info}"));
+    (
+        s["value"].as_str().unwrap_or_default().to_string(),
+        s["source"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn skiff_toml_precedence_and_info_sources() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootless());
+    let user_file = env.home.join(".config/skiff/skiff.toml");
+    let alt = env.work.join("altroot");
+    write_config(
+        &env,
+        &user_file,
+        &format!(
+            "[storage]\nroot = \"{}\"\ndriver = \"overlay\"\n[network]\ndefault = \"host\"\n\
+             [containers]\nlog_driver = \"none\"\n[registries]\nconfig = \"{}\"\n",
+            alt.display(),
+            env.registries_conf.display()
+        ),
+    );
+    let uf = user_file.to_str().expect("utf8").to_string();
+    let info = json(&env.run(&["info", "--format", "json"]));
+    assert_eq!(info["config"]["files"][0], uf.as_str(), "{info}");
+    assert_eq!(
+        setting(&info, "storage.root"),
+        (alt.display().to_string(), uf.clone())
+    );
+    assert_eq!(
+        setting(&info, "network.default"),
+        ("host".into(), uf.clone())
+    );
+    assert_eq!(
+        setting(&info, "containers.log_driver"),
+        ("none".into(), uf.clone())
+    );
+    assert_eq!(setting(&info, "storage.driver").1, uf);
+    assert_eq!(setting(&info, "storage.runroot").1, "default");
+    assert_eq!(info["store"]["graphRoot"], alt.to_str().expect("utf8"));
+    // The environment beats the file.
+    assert_eq!(
+        setting(&info, "registries.config").1,
+        "environment CONTAINERS_REGISTRIES_CONF"
+    );
+    // Without the variable, the file's registries.conf resolves a short name.
+    let out = env
+        .cmd(&["pull", "-q", "mytools/bb"])
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .output();
+    assert_eq!(out.success().stdout_trim(), fx.short_name.id);
+    assert!(
+        alt.join("skiff.db").exists(),
+        "the store moved to the configured root"
+    );
+    // Defaults from the file apply to run/create; flags still win.
+    env.run(&["create", "--name", "c1", "mytools/bb:latest"])
+        .success();
+    let c = inspect_one(&env, &["c1"]);
+    assert_eq!(c["HostConfig"]["NetworkMode"], "host", "{c}");
+    assert_eq!(c["HostConfig"]["LogConfig"]["Type"], "none", "{c}");
+    env.run(&[
+        "create",
+        "--name",
+        "c2",
+        "--network",
+        "none",
+        "mytools/bb:latest",
+    ])
+    .success();
+    assert_eq!(
+        inspect_one(&env, &["c2"])["HostConfig"]["NetworkMode"],
+        "none"
+    );
+    // Environment over file, flag over environment.
+    let env_root = env.work.join("envroot");
+    let out = env
+        .cmd(&["info", "--format", "json"])
+        .env("SKIFF_ROOT", &env_root)
+        .output();
+    assert_eq!(
+        setting(&json(&out), "storage.root"),
+        (
+            env_root.display().to_string(),
+            "environment SKIFF_ROOT".into()
+        )
+    );
+    let flag_root = env.work.join("flagroot");
+    let out = env
+        .cmd(&[
+            "--root",
+            flag_root.to_str().expect("utf8"),
+            "info",
+            "--format",
+            "json",
+        ])
+        .env("SKIFF_ROOT", &env_root)
+        .output();
+    assert_eq!(
+        setting(&json(&out), "storage.root"),
+        (flag_root.display().to_string(), "flag --root".into())
+    );
+    // SKIFF_CONFIG replaces the user file.
+    let other = env.work.join("other.toml");
+    write_config(&env, &other, "[containers]\nlog_driver = \"passthrough\"\n");
+    let out = env
+        .cmd(&["info", "--format", "json"])
+        .env("SKIFF_CONFIG", &other)
+        .output();
+    let i = json(&out);
+    assert_eq!(i["config"]["files"], serde_json::json!([other.to_str()]));
+    assert_eq!(setting(&i, "storage.root").1, "default");
+    assert_eq!(setting(&i, "containers.log_driver").0, "passthrough");
+    let text = env.run(&["info"]);
+    text.success()
+        .stdout_contains(&format!("storage.root: {} (from {uf})", alt.display()));
+    env.run(&["rm", "c1", "c2"]).success();
+}
+
+#[test]
+fn malformed_skiff_toml_stops_every_command_and_changes_nothing() {
+    let env = require!(TestEnv::try_rootless());
+    let user_file = env.home.join(".config/skiff/skiff.toml");
+    let store = env.root_dir.clone();
+    for (text, needles) in [
+        ("[storage]\nroot = \n", vec![":2:"]),
+        (
+            "[network]\ndefault = \"host\"\nbogus = 1\n",
+            vec![":3:", "bogus"],
+        ),
+        (
+            "[network]\ndefault = \"bridge\"\n",
+            vec!["network.default", "bridge"],
+        ),
+        (
+            "[storage]\ndriver = \"btrfs\"\n",
+            vec!["storage.driver", "btrfs"],
+        ),
+    ] {
+        write_config(&env, &user_file, text);
+        for args in [
+            vec!["info"],
+            vec!["ps", "-a"],
+            vec!["images"],
+            vec!["volume", "create", "v"],
+        ] {
+            let out = env.run(&args);
+            let mut n = vec![user_file.to_str().expect("utf8")];
+            n.extend(&needles);
+            assert_error(&out, 125, &n);
+            assert!(!store.exists(), "nothing created: {}", out.describe());
+        }
+    }
+    let out = env
+        .cmd(&["info"])
+        .env("SKIFF_CONFIG", env.work.join("missing.toml"))
+        .output();
+    assert_error(&out, 125, &["missing.toml"]);
+    std::fs::remove_file(&user_file).expect("rm");
+    env.run(&["info"]).success();
+}
