@@ -44,7 +44,7 @@ pub struct SystemPruneArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub force: bool,
-    /// Prune volumes too (skiff keeps no named volumes yet: nothing to remove)
+    /// Also remove volumes no container uses
     #[arg(long)]
     pub volumes: bool,
 }
@@ -144,7 +144,7 @@ fn df(ctx: &Ctx, a: DfArgs) -> anyhow::Result<i32> {
             ctr_size,
             ctr_reclaim,
         ),
-        ("Local Volumes", 0, 0, 0, 0),
+        volume_row(&store)?,
     ];
     if a.format.as_deref() == Some("json") {
         let v: Vec<serde_json::Value> = rows
@@ -182,6 +182,39 @@ fn df(ctx: &Ctx, a: DfArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Local volumes: (type, total, active, size, reclaimable); unused ones are reclaimable.
+fn volume_row(store: &Store) -> anyhow::Result<(&'static str, usize, usize, i64, i64)> {
+    let (mut total, mut active, mut size, mut reclaim) = (0, 0, 0, 0);
+    for v in store.volumes()? {
+        let s = tree_size(&store.volume_dir(&v.name));
+        total += 1;
+        size += s;
+        if crate::runtime::volumes::users(store, &v.name)?.is_empty() {
+            reclaim += s;
+        } else {
+            active += 1;
+        }
+    }
+    Ok(("Local Volumes", total, active, size, reclaim))
+}
+
+/// Removes the volumes no container uses; returns their names.
+fn prune_volumes(ctx: &Ctx, store: &mut Store) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for v in store.volumes()? {
+        if !crate::runtime::volumes::users(store, &v.name)?.is_empty() {
+            continue;
+        }
+        let dir = store.volume_dir(&v.name);
+        if dir.exists() {
+            crate::userns::remove_trees(&ctx.paths, std::slice::from_ref(&dir))?;
+        }
+        store.delete_volume(&v.name)?;
+        removed.push(v.name);
+    }
+    Ok(removed)
+}
+
 fn confirm(question: &str) -> bool {
     use std::io::{BufRead, Write};
     print!("{question} [y/N] ");
@@ -194,13 +227,24 @@ fn confirm(question: &str) -> bool {
 fn prune(ctx: &Ctx, a: SystemPruneArgs) -> anyhow::Result<i32> {
     if !a.force
         && !confirm(
-            "WARNING! This command removes:\n\t- all stopped containers\n\t- all dangling images\n\nAre you sure you want to continue?",
+            "WARNING! This command removes:\n\t- all stopped containers\n\t- all dangling images (with --all: all unused images)\n\t- with --volumes: all volumes not used by a container\n\nAre you sure you want to continue?",
         )
     {
         return Ok(0);
     }
     let mut store = Store::open(&ctx.paths)?;
-    let before = tree_size(&ctx.paths.layers()) + tree_size(&ctx.paths.blobs());
+    let usage = || {
+        [
+            ctx.paths.layers(),
+            ctx.paths.blobs(),
+            ctx.paths.containers(),
+            ctx.paths.root.join("volumes"),
+        ]
+        .iter()
+        .map(|p| tree_size(p))
+        .sum::<i64>()
+    };
+    let before = usage();
     let mut code = 0;
     println!("Deleted Containers");
     for c in store.containers()? {
@@ -208,12 +252,8 @@ fn prune(ctx: &Ctx, a: SystemPruneArgs) -> anyhow::Result<i32> {
         if matches!(c.state, State::Running | State::Paused) {
             continue;
         }
-        let ctr_size = tree_size(&ctx.paths.container_dir(&c.id));
         match super::manage::remove_container(ctx, &mut store, &c, false) {
-            Ok(()) => {
-                println!("{}", c.id);
-                let _ = ctr_size;
-            }
+            Ok(()) => println!("{}", c.id),
             Err(super::manage::RemoveError::Running(_)) => {}
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -221,12 +261,21 @@ fn prune(ctx: &Ctx, a: SystemPruneArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    if a.volumes {
+        println!("Deleted Volumes");
+        for name in prune_volumes(ctx, &mut store)? {
+            println!("{name}");
+        }
+    }
     println!("Deleted Images");
     for id in super::image_group::prune_images(ctx, &mut store, a.all)? {
         println!("{id}");
     }
-    let after = tree_size(&ctx.paths.layers()) + tree_size(&ctx.paths.blobs());
-    println!("Total reclaimed space: {}", human_size(before - after));
+    let after = usage();
+    println!(
+        "Total reclaimed space: {}",
+        human_size((before - after).max(0))
+    );
     Ok(code)
 }
 

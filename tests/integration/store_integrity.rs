@@ -130,8 +130,30 @@ fn system_df_counts_and_system_prune() {
         "head -c 300000 /dev/zero > /blob",
     ])
     .success();
-    env.run(&["run", "-d", "--name", "running", &img, "sleep", "1000"])
-        .success();
+    env.run(&["volume", "create", "unused-vol"]).success();
+    env.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "unused-vol:/v",
+        &img,
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /v/f",
+    ])
+    .success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "running",
+        "-v",
+        "used-vol:/v",
+        &img,
+        "sleep",
+        "1000",
+    ])
+    .success();
     let out = env.run(&["system", "df", "--format", "json"]);
     let v = crate::support::json(&out);
     let row = |t: &str| {
@@ -142,7 +164,13 @@ fn system_df_counts_and_system_prune() {
             .unwrap()
             .clone()
     };
-    let (i, c) = (row("Images"), row("Containers"));
+    let (i, c, vol) = (row("Images"), row("Containers"), row("Local Volumes"));
+    assert_eq!(
+        (vol["Total"].as_i64(), vol["Active"].as_i64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert!(vol["RawReclaimable"].as_i64().unwrap() >= 100_000, "{v}");
     assert_eq!(
         (i["Total"].as_i64(), i["Active"].as_i64()),
         (Some(1), Some(1))
@@ -187,6 +215,22 @@ fn system_df_counts_and_system_prune() {
             .count(),
         1,
         "the image of the running container stays"
+    );
+    let vols = env.run(&["volume", "ls", "-q"]).success().stdout_str();
+    assert!(
+        vols.contains("used-vol") && vols.contains("unused-vol"),
+        "without --volumes: {vols}"
+    );
+    let out = env.run(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.success().stdout_str().contains("unused-vol"),
+        "{}",
+        out.describe()
+    );
+    let vols = env.run(&["volume", "ls", "-q"]).success().stdout_str();
+    assert!(
+        vols.contains("used-vol") && !vols.contains("unused-vol"),
+        "{vols}"
     );
 }
 
