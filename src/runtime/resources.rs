@@ -43,7 +43,7 @@ pub fn parse_size(s: &str) -> Option<i64> {
         _ => (t, 1),
     };
     let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as i64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as i64)
 }
 
 /// The cgroup limits the flags ask for (None: not asked).

@@ -390,10 +390,15 @@ mod tests {
         let s = String::from_utf8(r.clone()).unwrap();
         let (n, _) = s.split_once(' ').unwrap();
         assert_eq!(n.parse::<usize>().unwrap(), r.len());
+        // 95 bytes + the two digits of "97" is 97: the length counts itself.
         let long = vec![b'x'; 95];
         let r = pax_record(&long);
-        assert_eq!(r.len(), 98);
-        assert!(r.starts_with(b"98"));
+        assert_eq!(r.len(), 97);
+        assert!(r.starts_with(b"97"));
+        // 98 bytes + "100" is 101: one more digit moves the length past 99.
+        let r = pax_record(&[b'y'; 98]);
+        assert_eq!(r.len(), 101);
+        assert!(r.starts_with(b"101"));
     }
 
     #[test]
