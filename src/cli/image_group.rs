@@ -16,7 +16,7 @@ pub struct HistoryArgs {
     /// Show only the IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: json
+    /// Output format: json, a Go template ('{{.ID}} {{.Size}}'), or 'table TEMPLATE'
     #[arg(long)]
     pub format: Option<String>,
     /// Show sizes and dates in human readable format (default true)
@@ -169,13 +169,37 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(0);
         }
-        Some(f) => {
-            return Err(Exit::with(
-                125,
-                format!("--format {f:?} is not supported yet: use json"),
-            ))
+        Some(f) if f.trim() != "table" => {
+            let format = super::template::Format::parse("history", Some(f))
+                .map_err(|e| Exit::with(125, e.to_string()))?;
+            let items: Vec<serde_json::Value> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let t = s.created.as_deref().and_then(parse_time).unwrap_or(0);
+                    serde_json::json!({
+                        "ID": short(&s.id),
+                        "Created": s.created.as_deref().and_then(parse_time).map(ago).unwrap_or_default(),
+                        "CreatedAt": s.created,
+                        "CreatedSince": ago(t),
+                        "CreatedBy": s.created_by,
+                        "Size": human_size(s.size),
+                        "Comment": s.comment,
+                        "Tags": if i == 0 { names.clone() } else { Vec::new() },
+                    })
+                })
+                .collect();
+            let header = |f: &str| match f {
+                "CreatedSince" | "Created" => "CREATED".to_string(),
+                other => super::template::header_name(other),
+            };
+            let out = format
+                .render(&items, &header)
+                .map_err(|e| Exit::with(125, e.to_string()))?;
+            print!("{out}");
+            return Ok(0);
         }
-        None => {}
+        _ => {}
     }
     if a.quiet {
         for s in &steps {

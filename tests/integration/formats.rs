@@ -194,6 +194,27 @@ fn images_templates_and_filters() {
     // Both fixtures share one creation time: neither is before or after the other.
     assert!(q(&format!("before={}", fx.busybox.reference)).is_empty());
     assert!(q(&format!("since={}", fx.busybox.reference)).is_empty());
+    let h = lines(&env.run(&[
+        "history",
+        "--format",
+        "table {{.ID}}\\t{{.CreatedBy}}",
+        &fx.layered.reference,
+    ]));
+    assert_eq!(
+        h[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "CREATED", "BY"],
+        "{h:?}"
+    );
+    assert_eq!(
+        h[1].split_whitespace().next(),
+        Some(&fx.layered.id[..12]),
+        "{h:?}"
+    );
+    assert_error(
+        &env.run(&["history", "--format", "{{.Bogus}}", &fx.layered.reference]),
+        125,
+        &["Bogus"],
+    );
     let j = json(&env.run(&["images", "--format", "json", "--filter", "reference=mybox"]));
     assert_eq!(j[0]["Id"], fx.busybox.id.as_str(), "{j}");
 }
