@@ -26,8 +26,8 @@ pub mod signal;
 pub mod spec;
 mod spec_mounts;
 pub mod sysctl;
-pub mod volumes;
 mod userns_mode;
+pub mod volumes;
 
 use std::path::PathBuf;
 

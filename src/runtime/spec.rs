@@ -158,7 +158,10 @@ pub fn environment(
         set(e);
     }
     if let Ok(Some(_)) = super::notify::host_socket(opts) {
-        set(&format!("NOTIFY_SOCKET={}", super::notify::CONTAINER_SOCKET));
+        set(&format!(
+            "NOTIFY_SOCKET={}",
+            super::notify::CONTAINER_SOCKET
+        ));
     }
     Ok(order
         .into_iter()

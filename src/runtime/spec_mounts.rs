@@ -209,7 +209,12 @@ pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeErro
     }
     if let Some(sock) = super::notify::host_socket(opts)? {
         let src = sock.display().to_string();
-        mounts.push(mount(super::notify::CONTAINER_SOCKET, "bind", &src, &["bind"]));
+        mounts.push(mount(
+            super::notify::CONTAINER_SOCKET,
+            "bind",
+            &src,
+            &["bind"],
+        ));
     }
     // Container paths to chown to the container's user at start (`:U`).
     let mut chown: Vec<String> = Vec::new();

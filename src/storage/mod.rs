@@ -12,8 +12,8 @@ pub mod layer_helper;
 pub mod layers;
 pub mod lock;
 pub mod unpack;
-pub mod volumes;
 pub mod userns_auto;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -46,12 +46,14 @@ fn parse_map(flag: &'static str, v: &[String]) -> Result<Vec<IdRange>, UsernsErr
                 outside: *h,
                 count: *n,
             }),
-            _ => return Err(bad(
-                flag,
-                format!(
+            _ => {
+                return Err(bad(
+                    flag,
+                    format!(
                     "invalid mapping {s:?}: use CONTAINER-ID:HOST-ID:COUNT with a count above 0"
                 ),
-            )),
+                ))
+            }
         }
     }
     check_disjoint(flag, &out)?;
