@@ -462,20 +462,14 @@ fn without_xdg_runtime_dir_a_private_tmp_dir_is_used() {
         .output();
     assert_eq!(out.success().stdout_str(), "ok\n");
     let u = env.user.as_ref().expect("user");
-    let dirs: Vec<_> = fs::read_dir("/tmp")
-        .expect("/tmp")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with(&format!("-{}", u.uid))
-        })
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_dir() && m.uid() == u.uid)
-        .collect();
-    assert!(!dirs.is_empty(), "no /tmp/*-{} runtime dir", u.uid);
-    assert!(
-        dirs.iter().all(|m| m.permissions().mode() & 0o077 == 0),
+    // skiff's fallback, as podman's /tmp/podman-run-UID (other tools' /tmp/*-UID dirs are
+    // none of our business).
+    let dir = std::path::PathBuf::from(format!("/tmp/skiff-run-{}", u.uid));
+    let md = fs::metadata(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert!(md.is_dir() && md.uid() == u.uid, "{} is ours", dir.display());
+    assert_eq!(
+        md.permissions().mode() & 0o077,
+        0,
         "the fallback runtime dir must be private"
     );
 }
