@@ -111,7 +111,15 @@ impl Io {
         let mut drain_until: Option<Instant> = None;
         loop {
             if code.is_some() && s.out.is_none() && s.err.is_none() {
-                break;
+                // Relayed connections still carry what the container wrote before it
+                // exited: let them finish (within the drain time), accepting no more.
+                let relaying = self.ports.as_mut().is_some_and(|p| {
+                    p.quiesce();
+                    p.busy()
+                });
+                if !relaying {
+                    break;
+                }
             }
             if let (Some(c), Some(d)) = (code, drain_until) {
                 if Instant::now() >= d {

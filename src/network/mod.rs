@@ -4,6 +4,7 @@
 //! network namespace by a small connector process (see DESIGN.md).
 
 pub mod connector;
+mod listen;
 pub mod portspec;
 pub mod relay;
 mod relay_conn;

@@ -8,18 +8,17 @@
 //! polled: clients wait in the kernel's backlog rather than being refused.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{
-    accept4, bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
-    SockaddrStorage,
-};
+use nix::sys::socket::{accept4, sockopt, SockFlag};
 
 use super::connector::{self, Connector};
+use super::listen::{bind_one, raise_nofile};
+pub(super) use super::listen::{Listener, Sock};
 use super::portspec::{PortMapping, Protocol};
 use super::relay_conn::{self, Conn, PipePool, Status};
 use super::relay_udp::{self, Flow};
@@ -27,18 +26,22 @@ use super::NetworkError;
 
 /// The most relayed TCP connections at once; more are refused (reset) with a debug log.
 const MAX_CONNS: usize = 4096;
+/// Connects in flight to the container at once: a burst of clients must not overflow
+/// the SYN queue of a server with a small backlog (its SYN cookies then fail and it
+/// resets); later clients wait their turn.
+const MAX_CONNECTING: usize = 64;
 /// Connections accepted per listener per wake-up.
 const ACCEPT_BATCH: usize = 64;
 /// Sweep idle UDP flows this often.
-const SWEEP: Duration = Duration::from_secs(15);
+pub(super) const SWEEP: Duration = Duration::from_secs(15);
 
 const K_LISTENER: u64 = 1;
 const K_CONNECTOR: u64 = 2;
 const K_CLIENT: u64 = 3;
 const K_INNER: u64 = 4;
-const K_FLOW: u64 = 5;
+pub(super) const K_FLOW: u64 = 5;
 
-fn key(kind: u64, generation: u32, idx: usize) -> u64 {
+pub(super) fn key(kind: u64, generation: u32, idx: usize) -> u64 {
     (kind << 56) | ((u64::from(generation) & 0xff_ffff) << 32) | (idx as u64 & 0xffff_ffff)
 }
 
@@ -51,34 +54,15 @@ fn unkey(k: u64) -> (u64, u32, usize) {
 }
 
 /// Connector request tokens: bit 31 marks UDP, bits 16..31 a generation, 0..16 the slot.
-fn token(udp: bool, generation: u32, idx: usize) -> u32 {
+pub(super) fn token(udp: bool, generation: u32, idx: usize) -> u32 {
     (u32::from(udp) << 31) | ((generation & 0x7fff) << 16) | (idx as u32 & 0xffff)
 }
 
-enum Sock {
-    Tcp(TcpListener),
-    Udp(UdpSocket),
-}
-
-struct Listener {
-    sock: Sock,
-    mapping: PortMapping,
-}
-
-impl Listener {
-    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match &self.sock {
-            Sock::Tcp(l) => l.as_fd(),
-            Sock::Udp(u) => u.as_fd(),
-        }
-    }
-}
-
 /// A slab of slots, reused through a free list.
-struct Slab<T> {
-    slots: Vec<Option<T>>,
+pub(super) struct Slab<T> {
+    pub(super) slots: Vec<Option<T>>,
     free: Vec<usize>,
-    live: usize,
+    pub(super) live: usize,
 }
 
 impl<T> Slab<T> {
@@ -89,7 +73,7 @@ impl<T> Slab<T> {
             live: 0,
         }
     }
-    fn insert(&mut self, v: T) -> usize {
+    pub(super) fn insert(&mut self, v: T) -> usize {
         self.live += 1;
         if let Some(i) = self.free.pop() {
             self.slots[i] = Some(v);
@@ -99,7 +83,7 @@ impl<T> Slab<T> {
             self.slots.len() - 1
         }
     }
-    fn remove(&mut self, i: usize) -> Option<T> {
+    pub(super) fn remove(&mut self, i: usize) -> Option<T> {
         let v = self.slots.get_mut(i)?.take();
         if v.is_some() {
             self.live -= 1;
@@ -107,7 +91,7 @@ impl<T> Slab<T> {
         }
         v
     }
-    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.slots.get_mut(i)?.as_mut()
     }
     fn drain(&mut self) -> Vec<T> {
@@ -119,21 +103,25 @@ impl<T> Slab<T> {
 
 /// Published ports of one container, for the monitor's whole life.
 pub struct Relay {
-    epoll: Epoll,
-    listeners: Vec<Listener>,
-    connector: Option<Connector>,
+    pub(super) epoll: Epoll,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) connector: Option<Connector>,
     /// Requests the connector socket could not take yet.
     backlog: VecDeque<[u8; connector::REQUEST_LEN]>,
     connector_out: bool,
     conns: Slab<Conn>,
-    flows: Slab<Flow>,
-    flow_index: HashMap<(usize, SocketAddr), usize>,
-    pending_bytes: usize,
+    /// Connects asked of the connector and not yet done.
+    in_flight: usize,
+    /// Accepted clients waiting for a connect slot: (slot, generation).
+    waiting: VecDeque<(usize, u32)>,
+    pub(super) flows: Slab<Flow>,
+    pub(super) flow_index: HashMap<(usize, SocketAddr), usize>,
+    pub(super) pending_bytes: usize,
     pool: PipePool,
     generation: u32,
     max_conns: usize,
-    udp_buf: Vec<u8>,
-    next_sweep: Option<Instant>,
+    pub(super) udp_buf: Vec<u8>,
+    pub(super) next_sweep: Option<Instant>,
 }
 
 impl Relay {
@@ -165,6 +153,8 @@ impl Relay {
             backlog: VecDeque::new(),
             connector_out: false,
             conns: Slab::new(),
+            in_flight: 0,
+            waiting: VecDeque::new(),
             flows: Slab::new(),
             flow_index: HashMap::new(),
             pending_bytes: 0,
@@ -206,6 +196,26 @@ impl Relay {
         }
     }
 
+    /// The container exited: accept nothing more and drop connections that never
+    /// reached it, but let established ones deliver what the container sent.
+    pub fn quiesce(&mut self) {
+        for l in &self.listeners {
+            let _ = self.epoll.delete(l.fd());
+        }
+        self.waiting.clear();
+        let pending: Vec<usize> = (0..self.conns.slots.len())
+            .filter(|i| matches!(&self.conns.slots[*i], Some(c) if c.pending()))
+            .collect();
+        for i in pending {
+            self.finish(i, Status::InnerFailed);
+        }
+    }
+
+    /// Connections are still being relayed.
+    pub fn busy(&self) -> bool {
+        self.conns.live > 0
+    }
+
     /// The container is gone: drop its connections and connector, stop polling the
     /// listeners (they stay bound for a restart).
     pub fn detach(&mut self) {
@@ -215,6 +225,8 @@ impl Relay {
         for mut c in self.conns.drain() {
             c.release(&mut self.pool);
         }
+        self.in_flight = 0;
+        self.waiting.clear();
         self.flows.drain();
         self.flow_index.clear();
         self.pending_bytes = 0;
@@ -244,31 +256,7 @@ impl Relay {
         }
     }
 
-    /// Closes idle UDP flows.
-    pub fn tick(&mut self) {
-        let Some(t) = self.next_sweep else { return };
-        let now = Instant::now();
-        if now < t {
-            return;
-        }
-        let idle: Vec<usize> = self
-            .flows
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                f.as_ref()
-                    .filter(|f| now.duration_since(f.last) >= relay_udp::IDLE)
-                    .map(|_| i)
-            })
-            .collect();
-        for i in idle {
-            self.drop_flow(i);
-        }
-        self.next_sweep = (self.flows.live > 0).then(|| now + SWEEP);
-    }
-
-    fn next_generation(&mut self) -> u32 {
+    pub(super) fn next_generation(&mut self) -> u32 {
         self.generation = (self.generation + 1) & 0x7fff;
         self.generation
     }
@@ -309,15 +297,50 @@ impl Relay {
         }
         relay_conn::tune(&client);
         let g = self.next_generation();
-        let idx = self.conns.insert(Conn::new(client, g));
-        self.request(connector::request(
-            Protocol::Tcp,
-            port,
-            token(false, g, idx),
-        ));
+        let idx = self.conns.insert(Conn::new(client, g, port));
+        if self.in_flight < MAX_CONNECTING {
+            self.start_connect(idx);
+        } else {
+            self.waiting.push_back((idx, g));
+        }
     }
 
-    fn request(&mut self, req: [u8; connector::REQUEST_LEN]) {
+    /// Asks the connector for the container side of a connection.
+    fn start_connect(&mut self, idx: usize) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        c.in_flight = true;
+        let req = connector::request(Protocol::Tcp, c.port, token(false, c.generation, idx));
+        self.in_flight += 1;
+        self.request(req);
+    }
+
+    /// A connect slot came free: start the next waiting client's.
+    fn next_waiting(&mut self) {
+        while self.in_flight < MAX_CONNECTING {
+            let Some((idx, g)) = self.waiting.pop_front() else {
+                return;
+            };
+            if matches!(self.conns.get_mut(idx), Some(c) if c.generation == g) {
+                self.start_connect(idx);
+            }
+        }
+    }
+
+    /// Updates the connects-in-flight count once a connection's connect is done.
+    fn settle(&mut self, idx: usize) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if c.in_flight && !c.pending() {
+            c.in_flight = false;
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.next_waiting();
+        }
+    }
+
+    pub(super) fn request(&mut self, req: [u8; connector::REQUEST_LEN]) {
         if self.backlog.is_empty() && self.send_request(&req) {
             return;
         }
@@ -329,14 +352,8 @@ impl Relay {
         let Some(c) = &self.connector else {
             return false;
         };
-        matches!(
-            nix::sys::socket::send(
-                c.sock.as_raw_fd(),
-                req,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT
-            ),
-            Ok(_)
-        )
+        let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        nix::sys::socket::send(c.sock.as_raw_fd(), req, flags).is_ok()
     }
 
     fn want_connector_out(&mut self, on: bool) {
@@ -401,6 +418,8 @@ impl Relay {
                 relay_conn::reset(c.client);
             }
         }
+        self.in_flight = 0;
+        self.waiting.clear();
     }
 
     fn delivered(&mut self, tok: u32, errno: i32, fd: Option<OwnedFd>) {
@@ -470,7 +489,10 @@ impl Relay {
             return;
         };
         match c.service(&mut self.pool) {
-            Status::Alive => self.update_interest(idx),
+            Status::Alive => {
+                self.settle(idx);
+                self.update_interest(idx);
+            }
             other => self.finish(idx, other),
         }
     }
@@ -493,6 +515,10 @@ impl Relay {
             return;
         };
         c.release(&mut self.pool);
+        if c.in_flight {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.next_waiting();
+        }
         match status {
             Status::ClientFailed => {
                 if let Some(i) = c.inner.take() {
@@ -501,109 +527,6 @@ impl Relay {
             }
             Status::InnerFailed => relay_conn::reset(c.client),
             Status::Finished | Status::Alive => {}
-        }
-    }
-
-    fn on_udp_listener(&mut self, idx: usize) {
-        if self.udp_buf.is_empty() {
-            self.udp_buf = vec![0u8; relay_udp::DATAGRAM];
-        }
-        for _ in 0..relay_udp::BATCH {
-            let Some(Listener {
-                sock: Sock::Udp(s),
-                mapping,
-            }) = self.listeners.get(idx)
-            else {
-                return;
-            };
-            let port = mapping.container_port;
-            let (n, from) = match s.recv_from(&mut self.udp_buf) {
-                Ok(v) => v,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            if let Some(&fi) = self.flow_index.get(&(idx, from)) {
-                let pending_ok = self.pending_bytes + n <= relay_udp::MAX_PENDING_BYTES;
-                if let Some(f) = self.flows.get_mut(fi) {
-                    f.last = Instant::now();
-                    match &f.inner {
-                        Some(inner) => {
-                            let _ = inner.send(&self.udp_buf[..n]);
-                        }
-                        None if pending_ok => {
-                            f.pending.push(self.udp_buf[..n].to_vec());
-                            self.pending_bytes += n;
-                        }
-                        None => tracing::debug!("udp: queue full, datagram dropped"),
-                    }
-                }
-                continue;
-            }
-            if self.flows.live >= relay_udp::MAX_FLOWS
-                || self.connector.is_none()
-                || self.pending_bytes + n > relay_udp::MAX_PENDING_BYTES
-            {
-                tracing::debug!(client = %from, "udp: too many flows, datagram dropped");
-                continue;
-            }
-            let g = self.next_generation();
-            let mut f = Flow::new(idx, from, g);
-            f.pending.push(self.udp_buf[..n].to_vec());
-            self.pending_bytes += n;
-            let fi = self.flows.insert(f);
-            self.flow_index.insert((idx, from), fi);
-            self.request(connector::request(Protocol::Udp, port, token(true, g, fi)));
-            if self.next_sweep.is_none() {
-                self.next_sweep = Some(Instant::now() + SWEEP);
-            }
-        }
-    }
-
-    fn flow_delivered(&mut self, idx: usize, generation: u32, errno: i32, fd: Option<OwnedFd>) {
-        let ok = matches!(self.flows.get_mut(idx), Some(f) if f.generation == generation);
-        if !ok {
-            return;
-        }
-        let Some(fd) = fd.filter(|_| errno == 0) else {
-            tracing::debug!(errno, "udp: opening a socket inside the container failed");
-            self.drop_flow(idx);
-            return;
-        };
-        let ev = EpollEvent::new(EpollFlags::EPOLLIN, key(K_FLOW, generation, idx));
-        if let Err(e) = self.epoll.add(&fd, ev) {
-            tracing::debug!(error = %e, "epoll add udp flow");
-        }
-        if let Some(f) = self.flows.get_mut(idx) {
-            f.inner = Some(UdpSocket::from(fd));
-            let freed = f.flush();
-            self.pending_bytes = self.pending_bytes.saturating_sub(freed);
-        }
-    }
-
-    fn on_flow(&mut self, idx: usize, generation: u32) {
-        if self.udp_buf.is_empty() {
-            self.udp_buf = vec![0u8; relay_udp::DATAGRAM];
-        }
-        let Some(f) = self.flows.slots.get_mut(idx).and_then(|f| f.as_mut()) else {
-            return;
-        };
-        if f.generation != generation {
-            return;
-        }
-        if let Some(Listener {
-            sock: Sock::Udp(host),
-            ..
-        }) = self.listeners.get(f.listener)
-        {
-            f.replies(host, &mut self.udp_buf);
-        }
-    }
-
-    fn drop_flow(&mut self, idx: usize) {
-        if let Some(f) = self.flows.remove(idx) {
-            self.flow_index.remove(&(f.listener, f.client));
-            let queued: usize = f.pending.iter().map(Vec::len).sum();
-            self.pending_bytes = self.pending_bytes.saturating_sub(queued);
         }
     }
 }
@@ -629,107 +552,4 @@ fn set_interest(ep: &Epoll, fd: &OwnedFd, reg: Option<u32>, want: u32, data: u64
             }
         }
     }
-}
-
-/// Raises the soft descriptor limit to the hard one (every connection needs several);
-/// returns the limit in force.
-fn raise_nofile() -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return 1024;
-    };
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return hard;
-    }
-    soft
-}
-
-/// The first port below which binding needs privileges.
-fn unprivileged_port_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1024)
-}
-
-/// Binds one host port. Without an address: dual-stack [::] where the host has IPv6,
-/// else 0.0.0.0, as podman's rootlessport listens.
-fn bind_one(m: &PortMapping) -> Result<Sock, NetworkError> {
-    let proto = m.protocol.as_str().to_string();
-    let shown = match m.host_ip {
-        Some(IpAddr::V6(a)) => format!("[{a}]:{}", m.host_port),
-        _ => format!("{}:{}", m.host_ip_text(), m.host_port),
-    };
-    let fail = |call: &'static str, source: Errno| match source {
-        Errno::EADDRINUSE => NetworkError::InUse {
-            addr: shown.clone(),
-            proto: proto.clone(),
-        },
-        Errno::EACCES if m.host_port < unprivileged_port_start() => NetworkError::Privileged {
-            addr: shown.clone(),
-            proto: proto.clone(),
-            port: m.host_port,
-            start: unprivileged_port_start(),
-        },
-        source => NetworkError::Socket {
-            addr: shown.clone(),
-            proto: proto.clone(),
-            call,
-            source,
-        },
-    };
-    let addr = match m.host_ip {
-        Some(ip) => SocketAddr::new(ip, m.host_port),
-        None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), m.host_port),
-    };
-    let fd = match open_bound(addr, m.protocol, m.host_ip.is_none()) {
-        Ok(fd) => fd,
-        // No IPv6 on this host: all IPv4 addresses then.
-        Err((_, Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL)) if m.host_ip.is_none() => {
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), m.host_port);
-            open_bound(v4, m.protocol, false).map_err(|(call, e)| fail(call, e))?
-        }
-        Err((call, e)) => return Err(fail(call, e)),
-    };
-    Ok(match m.protocol {
-        Protocol::Tcp => Sock::Tcp(TcpListener::from(fd)),
-        Protocol::Udp => Sock::Udp(UdpSocket::from(fd)),
-    })
-}
-
-fn open_bound(
-    addr: SocketAddr,
-    proto: Protocol,
-    dual: bool,
-) -> Result<OwnedFd, (&'static str, Errno)> {
-    let family = if addr.is_ipv6() {
-        AddressFamily::Inet6
-    } else {
-        AddressFamily::Inet
-    };
-    let ty = match proto {
-        Protocol::Tcp => SockType::Stream,
-        Protocol::Udp => SockType::Datagram,
-    };
-    let fd = socket(
-        family,
-        ty,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| ("socket", e))?;
-    if dual {
-        setsockopt(&fd, sockopt::Ipv6V6Only, &false).map_err(|e| ("setsockopt(IPV6_V6ONLY)", e))?;
-    }
-    if proto == Protocol::Tcp {
-        // A restart must not trip over the last run's connections in TIME_WAIT.
-        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| ("setsockopt(SO_REUSEADDR)", e))?;
-    }
-    let sa: SockaddrStorage = addr.into();
-    tracing::debug!(%addr, proto = proto.as_str(), "bind published port");
-    bind(fd.as_raw_fd(), &sa).map_err(|e| ("bind", e))?;
-    if proto == Protocol::Tcp {
-        listen(&fd, Backlog::MAXCONN).map_err(|e| ("listen", e))?;
-    }
-    Ok(fd)
 }

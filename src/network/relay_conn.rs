@@ -196,10 +196,14 @@ pub(super) struct Conn {
     pub client_reg: Option<u32>,
     pub inner_reg: Option<u32>,
     pub generation: u32,
+    /// The container port to connect to.
+    pub port: u16,
+    /// Counted among the connects in flight (asked of the connector, not yet done).
+    pub in_flight: bool,
 }
 
 impl Conn {
-    pub fn new(client: OwnedFd, generation: u32) -> Conn {
+    pub fn new(client: OwnedFd, generation: u32, port: u16) -> Conn {
         Conn {
             client,
             inner: None,
@@ -209,7 +213,14 @@ impl Conn {
             client_reg: None,
             inner_reg: None,
             generation,
+            port,
+            in_flight: false,
         }
+    }
+
+    /// Still waiting for the container side: not asked yet, or connecting.
+    pub fn pending(&self) -> bool {
+        self.inner.is_none() || self.connecting
     }
 
     /// Moves what can move now in both directions.
@@ -218,9 +229,16 @@ impl Conn {
             return Status::Alive;
         };
         if self.connecting {
-            match nix::sys::socket::getsockopt(inner, sockopt::SocketError) {
-                Ok(0) => self.connecting = false,
-                Ok(e) if e == libc::EINPROGRESS || e == libc::EALREADY => return Status::Alive,
+            // Connected once it has a peer; SO_ERROR alone is 0 while the SYN is out.
+            let peer = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(
+                inner.as_raw_fd(),
+            );
+            match (
+                peer,
+                nix::sys::socket::getsockopt(inner, sockopt::SocketError),
+            ) {
+                (Ok(_), _) => self.connecting = false,
+                (Err(Errno::ENOTCONN), Ok(0)) => return Status::Alive,
                 _ => return Status::InnerFailed,
             }
         }

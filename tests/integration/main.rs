@@ -20,6 +20,7 @@ mod images_store;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod ports;
 mod run_flags;
 mod security;
 mod systemd;

@@ -1,0 +1,358 @@
+//! nettool: a small static network helper for skiff's port tests and benchmarks. It runs
+//! inside busybox test images (built with `rustc -O -C target-feature=+crt-static`, no
+//! crates) and on the host. Not part of skiff.
+//!
+//! Servers (inside the container):
+//!   echo-sum PORT          echo one connection back while checksumming it; at EOF print
+//!                          `bytes=N sum=HEX` to stdout and /tmp/echo-sum, then close
+//!   udp-echo PORT          echo every datagram back to its sender
+//!   halfclose PORT         per connection: read to EOF, then answer `got N` and close
+//!   reset PORT             1st connection: read 1 byte, close with a reset;
+//!                          2nd: read until EOF or error, record `eof`/`reset` in
+//!                          /tmp/reset-seen
+//!   sink PORT              per connection (threads): read to EOF, answer the byte
+//!                          count (8 bytes LE), close
+//! Clients (on the host):
+//!   xfer ADDR BYTES        send BYTES of generated data while reading the echo; print
+//!                          `sent=N sum=HEX recv=M sum=HEX`
+//!   send ADDR BYTES [N]    N (default 1) connections in parallel, each sending BYTES
+//!                          to a sink; print `bytes=T secs=S gbit=G`
+//!   conns ADDR N           N sequential short connections to a sink; print
+//!                          `conns=N secs=S us_per_conn=U`
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::time::Instant;
+
+/// A streaming 64-bit checksum (FNV-1a over 8-byte words with a final mix): order
+/// sensitive and fast; enough to catch lost, duplicated or corrupted bytes.
+struct Sum {
+    h: u64,
+    tail: [u8; 8],
+    tail_len: usize,
+    n: u64,
+}
+
+impl Sum {
+    fn new() -> Sum {
+        Sum {
+            h: 0xcbf2_9ce4_8422_2325,
+            tail: [0; 8],
+            tail_len: 0,
+            n: 0,
+        }
+    }
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+    fn update(&mut self, mut d: &[u8]) {
+        self.n += d.len() as u64;
+        while self.tail_len > 0 && !d.is_empty() {
+            self.tail[self.tail_len] = d[0];
+            self.tail_len += 1;
+            d = &d[1..];
+            if self.tail_len == 8 {
+                let w = u64::from_le_bytes(self.tail);
+                self.word(w);
+                self.tail_len = 0;
+            }
+        }
+        let mut chunks = d.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.word(w);
+        }
+        for &b in chunks.remainder() {
+            self.tail[self.tail_len] = b;
+            self.tail_len += 1;
+        }
+    }
+    fn finish(&self) -> String {
+        let mut h = self.h;
+        for &b in &self.tail[..self.tail_len] {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= self.n;
+        format!("{h:016x}")
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("nettool: {msg}");
+    std::process::exit(2)
+}
+
+fn arg(v: &[String], i: usize) -> &str {
+    v.get(i)
+        .map(String::as_str)
+        .unwrap_or_else(|| die("missing argument"))
+}
+
+fn num(s: &str) -> u64 {
+    s.parse()
+        .unwrap_or_else(|_| die(&format!("not a number: {s}")))
+}
+
+fn listen(port: &str) -> TcpListener {
+    TcpListener::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| die(&format!("bind: {e}")))
+}
+
+fn main() {
+    let v: Vec<String> = std::env::args().collect();
+    match arg(&v, 1) {
+        "echo-sum" => echo_sum(arg(&v, 2)),
+        "udp-echo" => udp_echo(arg(&v, 2)),
+        "halfclose" => halfclose(arg(&v, 2)),
+        "reset" => reset(arg(&v, 2)),
+        "sink" => sink(arg(&v, 2)),
+        "xfer" => xfer(arg(&v, 2), num(arg(&v, 3))),
+        "send" => send(
+            arg(&v, 2),
+            num(arg(&v, 3)),
+            v.get(4).map(|s| num(s)).unwrap_or(1),
+        ),
+        "conns" => conns(arg(&v, 2), num(arg(&v, 3))),
+        other => die(&format!("unknown mode {other}")),
+    }
+}
+
+fn echo_sum(port: &str) {
+    let l = listen(port);
+    let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
+    let mut w = s
+        .try_clone()
+        .unwrap_or_else(|e| die(&format!("clone: {e}")));
+    let mut sum = Sum::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => die(&format!("read: {e}")),
+        };
+        sum.update(&buf[..n]);
+        w.write_all(&buf[..n])
+            .unwrap_or_else(|e| die(&format!("write: {e}")));
+    }
+    let line = format!("bytes={} sum={}\n", sum.n, sum.finish());
+    let _ = std::fs::write("/tmp/echo-sum", &line);
+    print!("{line}");
+    let _ = std::io::stdout().flush();
+    let _ = w.shutdown(Shutdown::Write);
+}
+
+fn udp_echo(port: &str) {
+    let s =
+        UdpSocket::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    }
+}
+
+fn halfclose(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        let mut s = s;
+        let mut n = 0usize;
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => break,
+            }
+        }
+        let _ = s.write_all(format!("got {n}\n").as_bytes());
+    }
+}
+
+fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        linger: i32,
+    }
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
+    }
+    let l = Linger {
+        onoff: 1,
+        linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized struct linger (SOL_SOCKET=1, SO_LINGER=13).
+    unsafe {
+        setsockopt(
+            s.as_raw_fd(),
+            1,
+            13,
+            &l,
+            std::mem::size_of::<Linger>() as u32,
+        );
+    }
+}
+
+fn reset(port: &str) {
+    let l = listen(port);
+    let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
+    let mut b = [0u8; 1];
+    let _ = s.read(&mut b);
+    set_linger_zero(&s);
+    drop(s);
+    let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
+    let mut buf = [0u8; 4096];
+    let seen = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "eof",
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => {
+                break if e.raw_os_error() == Some(104) {
+                    "reset"
+                } else {
+                    "error"
+                }
+            }
+        }
+    };
+    let _ = std::fs::write("/tmp/reset-seen", seen);
+    println!("reset-seen {seen}");
+}
+
+fn sink(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut buf = vec![0u8; 256 << 10];
+            let mut n: u64 = 0;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => n += k as u64,
+                    Err(_) => return,
+                }
+            }
+            let _ = s.write_all(&n.to_le_bytes());
+        });
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), chunk by chunk.
+fn fill(state: &mut u64, buf: &mut [u8]) {
+    for c in buf.chunks_mut(8) {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        let w = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        c.copy_from_slice(&w[..c.len()]);
+    }
+}
+
+fn connect(addr: &str) -> TcpStream {
+    TcpStream::connect(addr).unwrap_or_else(|e| die(&format!("connect {addr}: {e}")))
+}
+
+fn xfer(addr: &str, bytes: u64) {
+    let s = connect(addr);
+    let mut w = s
+        .try_clone()
+        .unwrap_or_else(|e| die(&format!("clone: {e}")));
+    let sender = std::thread::spawn(move || {
+        let mut sum = Sum::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            fill(&mut state, &mut buf[..n]);
+            sum.update(&buf[..n]);
+            w.write_all(&buf[..n])
+                .unwrap_or_else(|e| die(&format!("write: {e}")));
+            left -= n as u64;
+        }
+        w.shutdown(Shutdown::Write)
+            .unwrap_or_else(|e| die(&format!("shutdown: {e}")));
+        sum
+    });
+    let mut r = s;
+    let mut sum = Sum::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sum.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => die(&format!("read: {e}")),
+        }
+    }
+    let sent = sender.join().unwrap_or_else(|_| die("sender failed"));
+    println!(
+        "sent={} sum={} recv={} sum={}",
+        sent.n,
+        sent.finish(),
+        sum.n,
+        sum.finish()
+    );
+}
+
+fn send(addr: &str, bytes: u64, streams: u64) {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..streams)
+        .map(|_| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let mut s = connect(&addr);
+                let buf = vec![0x5au8; 1 << 20];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    s.write_all(&buf[..n])
+                        .unwrap_or_else(|e| die(&format!("write: {e}")));
+                    left -= n as u64;
+                }
+                s.shutdown(Shutdown::Write)
+                    .unwrap_or_else(|e| die(&format!("shutdown: {e}")));
+                let mut got = [0u8; 8];
+                s.read_exact(&mut got)
+                    .unwrap_or_else(|e| die(&format!("read count: {e}")));
+                let got = u64::from_le_bytes(got);
+                if got != bytes {
+                    die(&format!("the sink got {got} bytes of {bytes}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap_or_else(|_| die("a stream failed"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = bytes * streams;
+    println!(
+        "bytes={total} secs={secs:.3} gbit={:.2}",
+        total as f64 * 8.0 / secs / 1e9
+    );
+}
+
+fn conns(addr: &str, n: u64) {
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut s = connect(addr);
+        s.shutdown(Shutdown::Write)
+            .unwrap_or_else(|e| die(&format!("shutdown: {e}")));
+        let mut got = [0u8; 8];
+        s.read_exact(&mut got)
+            .unwrap_or_else(|e| die(&format!("read: {e}")));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "conns={n} secs={secs:.3} us_per_conn={:.0}",
+        secs * 1e6 / n as f64
+    );
+}
