@@ -466,7 +466,11 @@ fn without_xdg_runtime_dir_a_private_tmp_dir_is_used() {
     // none of our business).
     let dir = std::path::PathBuf::from(format!("/tmp/skiff-run-{}", u.uid));
     let md = fs::metadata(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    assert!(md.is_dir() && md.uid() == u.uid, "{} is ours", dir.display());
+    assert!(
+        md.is_dir() && md.uid() == u.uid,
+        "{} is ours",
+        dir.display()
+    );
     assert_eq!(
         md.permissions().mode() & 0o077,
         0,
