@@ -171,6 +171,8 @@ build_image() {
     chmod 1777 "$root/tmp" "$root/var/tmp"
     chmod 0700 "$root/root"
     cp "$BUSYBOX" "$root/bin/busybox"
+    # Extra static programs a script needs in the image (BENCH_EXTRA_BINS, space-separated).
+    for a in ${EXTRA_BINS:-}; do cp "$a" "$root/bin/"; done
     for a in $("$BUSYBOX" --list); do
         [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
     done
@@ -211,7 +213,7 @@ build_image() {
 
 bench_build_image() {
     say "building a busybox image from $BUSYBOX"
-    as_user bash -c "$(declare -f go_arch build_image); WORK='$WORK' BUSYBOX='$BUSYBOX' build_image"
+    as_user bash -c "$(declare -f go_arch build_image); WORK='$WORK' BUSYBOX='$BUSYBOX' EXTRA_BINS='${BENCH_EXTRA_BINS:-}' build_image"
 }
 
 port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }

@@ -471,6 +471,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             libc::malloc_trim(0);
         }
         release_dead_stack();
+        release_file_pages();
         last_userns = launched.userns;
         let exit = io.run(pid, &mut streams);
         if let Some(p) = io.ports.as_mut() {
@@ -553,6 +554,52 @@ fn sd_notify(msg: &str) {
     };
     if let Err(e) = res {
         tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Drops the pages of read-only file mappings (the skiff binary's code and constants,
+/// shared libraries) from this process's page tables: start-up touched several MB of
+/// them that the event loop never runs again. They stay in the page cache, and what the
+/// loop does use faults back in from there, so the monitor idles with the few hundred
+/// kB it needs resident. Mappings holding private copies of pages (writable data, and
+/// RELRO: relocated by the loader, then made read-only) are left alone: dropping those
+/// pages would lose what was written to them.
+fn release_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    // (start, end, eligible) of the mapping whose fields are being read.
+    let mut cur: Option<(usize, usize, bool)> = None;
+    let mut done: Vec<(usize, usize)> = Vec::new();
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else { continue };
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                let perms = f.next().unwrap_or("");
+                let inode = f.nth(2).unwrap_or("0");
+                let eligible = inode != "0" && perms.starts_with('r') && !perms.contains('w');
+                cur = Some((lo, hi, eligible));
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            if let Some((lo, hi, true)) = cur {
+                if f.next() == Some("0") {
+                    done.push((lo, hi));
+                }
+            }
+            cur = None;
+        }
+    }
+    for (lo, hi) in done {
+        // SAFETY: [lo, hi) is a whole read-only, file-backed mapping of this process
+        // with no private (written) pages; MADV_DONTNEED only unmaps its pages, which
+        // fault back in unchanged from the page cache on the next access.
+        unsafe {
+            libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED);
+        }
     }
 }
 

@@ -106,6 +106,8 @@ fn child(parent: Pid, userns: Option<&OwnedFd>, netns: &OwnedFd, sock: OwnedFd) 
     }
     // Nothing inside the container may read this process's memory through /proc.
     let _ = nix::sys::prctl::set_dumpable(false);
+    // Tell it apart from the monitor in ps and top (same command line).
+    let _ = nix::sys::prctl::set_name(c"skiff-ports");
     if let Some(u) = userns {
         if nix::sched::setns(u, CloneFlags::CLONE_NEWUSER).is_err() {
             return 2;
