@@ -558,7 +558,10 @@ fn top_lists_container_processes_as_seen_inside() {
     );
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[1][..3], ["root", "1", "0"], "{text}");
-    assert_eq!(lines[1][5..], ["?", "0s", "sleep", "1000"], "{text}");
+    // TIME is the CPU time of that process, which includes the container's set-up before
+    // exec: under load it can reach 10ms. Only TTY and COMMAND are fixed.
+    assert_eq!(lines[1][5], "?", "{text}");
+    assert_eq!(lines[1][7..], ["sleep", "1000"], "{text}");
     assert_eq!(lines[2][0], "tester", "{text}");
     assert_eq!(lines[2][7..], ["sleep", "999"], "{text}");
 
