@@ -7,91 +7,17 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::images::{self, descriptor, plain, LayerTar, MT_CONFIG, MT_MANIFEST, PATH_ENV};
-use crate::registry;
+use crate::images;
 use crate::require;
 use crate::support::{assert_error, inspect_one, json, pull, snapshot};
-use crate::util::{it_root, TestEnv};
+use crate::util::{skiff_bin, TestEnv};
 
-const PAGE: &str = "hello through a published port\n";
-
-/// nettool, compiled once per test run (static, so it runs in the busybox image).
-fn nettool() -> Result<&'static PathBuf, String> {
-    static TOOL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/nettool.rs");
-        let out = it_root().join(format!("nettool-{}", std::process::id()));
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let st = std::process::Command::new(&rustc)
-            .args([
-                "-O",
-                "-C",
-                "strip=symbols",
-                "-C",
-                "target-feature=+crt-static",
-            ])
-            .args(["--edition", "2021", src, "-o"])
-            .arg(&out)
-            .status()
-            .map_err(|e| format!("{rustc}: {e}"))?;
-        if !st.success() {
-            return Err(format!("building {src} failed: {st}"));
-        }
-        Ok(out)
-    })
-    .as_ref()
-    .map_err(Clone::clone)
-}
-
-/// busybox + /bin/nettool + /www/index.html, EXPOSE 80/tcp and 5353/udp, as
-/// `skiff-test/busybox:ports` (sharing busybox's base layer).
-fn ports_image() -> Result<&'static str, String> {
-    static IMG: OnceLock<Result<String, String>> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let fx = images::try_fixtures()?;
-        let repo = &fx.busybox.repo;
-        let m = registry::get_manifest(repo, "latest")?;
-        let m: serde_json::Value = serde_json::from_slice(&m.body).map_err(|e| e.to_string())?;
-        let base = m["layers"][0].clone();
-        let cfg = registry::get(&format!("{repo}/blobs/{}", fx.busybox.config_digest), None)?;
-        let cfg: serde_json::Value =
-            serde_json::from_slice(&cfg.body).map_err(|e| e.to_string())?;
-        let base_diff = cfg["rootfs"]["diff_ids"][0].clone();
-        let tool = std::fs::read(nettool()?).map_err(|e| e.to_string())?;
-        let mut t = LayerTar::new();
-        t.dir("bin", 0o755, 0, 0)
-            .file("bin/nettool", 0o755, 0, 0, &tool)
-            .dir("www", 0o755, 0, 0)
-            .file("www/index.html", 0o644, 0, 0, PAGE.as_bytes());
-        let layer = plain(t.finish());
-        registry::push_blob(repo, &layer.bytes)?;
-        let config = serde_json::to_vec(&json!({
-            "architecture": images::host_arch(), "os": "linux",
-            "config": {"Env": [PATH_ENV], "Cmd": ["sh"],
-                       "ExposedPorts": {"80/tcp": {}, "5353/udp": {}}},
-            "rootfs": {"type": "layers", "diff_ids": [base_diff, layer.diff_id]},
-        }))
-        .map_err(|e| e.to_string())?;
-        registry::push_blob(repo, &config)?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": MT_MANIFEST,
-            "config": descriptor(MT_CONFIG, &config),
-            "layers": [base, descriptor(layer.media_type, &layer.bytes)],
-        }))
-        .map_err(|e| e.to_string())?;
-        registry::put_manifest(repo, "ports", MT_MANIFEST, &manifest)?;
-        Ok(format!("{}/{repo}:ports", registry::try_registry()?))
-    })
-    .as_ref()
-    .map(String::as_str)
-    .map_err(Clone::clone)
-}
+mod fixture;
+use fixture::{nettool, ports_image, PAGE};
 
 fn setup() -> Result<(TestEnv, &'static str), String> {
     let img = ports_image()?;
@@ -647,4 +573,44 @@ fn rootful_http_through_published_port() {
     });
     env.run(&["rm", "-f", "web"]).success();
     assert!(refused(port));
+}
+
+#[test]
+fn connections_over_the_cap_are_refused() {
+    let (env, img) = require!(setup());
+    let port = free_port();
+    let p = format!("{port}:9000");
+    // With 1300 descriptors the monitor can afford 3 relayed connections (each may need
+    // two sockets and two pipes, beside a fixed reserve).
+    let mut args: Vec<String> = vec!["--nofile=1300".into(), "--".into()];
+    args.push(skiff_bin().display().to_string());
+    for a in [
+        "run", "-d", "--name", "cap", "-p", &p, img, "nettool", "sink", "9000",
+    ] {
+        args.push(a.into());
+    }
+    env.host_cmd("prlimit", &args).output().success();
+    wait_listening(&env, "cap", 9000, false);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let ask = |data: &[u8]| -> Result<u64, ErrorKind> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.kind())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(data);
+        let _ = s.shutdown(Shutdown::Write);
+        let mut n = [0u8; 8];
+        s.read_exact(&mut n).map_err(|e| e.kind())?;
+        Ok(u64::from_le_bytes(n))
+    };
+    let over = ask(b"one too many");
+    assert!(over.is_err(), "a 4th connection got through: {over:?}");
+    drop(held);
+    until(
+        Duration::from_secs(10),
+        "a connection once the held ones closed",
+        || ask(b"room again") == Ok(10),
+    );
+    env.run(&["rm", "-f", "cap"]).success();
 }
