@@ -30,6 +30,16 @@ fn main() {
         };
         std::process::exit(code);
     }
+    // Rust ignores SIGPIPE; for user-facing commands the Unix convention is right:
+    // `skiff inspect x | head -1` ends quietly when head is done. Internal helpers
+    // (`__...`) keep ignoring it and handle EPIPE themselves.
+    if !argv.iter().any(|a| a.starts_with("__")) {
+        // SAFETY: restoring the default disposition runs no code of ours in signal
+        // context; no other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     cli::complete_from_env();
     let args = match cli::Cli::try_parse_from(generator_args()) {
         Ok(a) => a,

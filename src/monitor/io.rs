@@ -166,7 +166,12 @@ impl Io {
             let timeout = [kill_at, drain_until, ports_at]
                 .into_iter()
                 .flatten()
-                .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u16 + 1)
+                // poll takes at most u16::MAX ms here: wake at least once a minute and
+                // look again rather than wrap around.
+                .map(|t| {
+                    let ms = t.saturating_duration_since(Instant::now()).as_millis();
+                    ms.min(60_000) as u16 + 1
+                })
                 .min()
                 .map(PollTimeout::from)
                 .unwrap_or(PollTimeout::NONE);
