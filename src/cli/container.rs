@@ -503,6 +503,8 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> anyhow::Result<i32> {
 
 /// Stops a running container by killing it and waiting for its monitor to record it.
 pub(super) fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::Result<()> {
+    // Tell the monitor first, or its restart policy would bring back what we kill.
+    store.set_stop_requested(&c.id, true)?;
     if let Some(pid) = c.pid {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
