@@ -116,39 +116,12 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
     };
     let userns = if let Some(m) = &mapping {
         m.apply(pid.as_raw()).map_err(|e| fail(e.into()))?;
-        let p = format!("/proc/{}/ns/user", pid.as_raw());
-        Some(
-            nix::fcntl::open(
-                p.as_str(),
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|source| {
-                fail(RuntimeError::Kernel {
-                    call: format!("open {p}"),
-                    source,
-                })
-            })?,
-        )
+        Some(open_ns(pid, "user").map_err(fail)?)
     } else {
         None
     };
     let netns = if flags.contains(CloneFlags::CLONE_NEWNET) {
-        let p = format!("/proc/{}/ns/net", pid.as_raw());
-        tracing::debug!(path = %p, "open network namespace");
-        Some(
-            nix::fcntl::open(
-                p.as_str(),
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|source| {
-                fail(RuntimeError::Kernel {
-                    call: format!("open {p}"),
-                    source,
-                })
-            })?,
-        )
+        Some(open_ns(pid, "net").map_err(fail)?)
     } else {
         None
     };
@@ -203,6 +176,22 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
         userns,
         pty_master,
         netns,
+    })
+}
+
+/// Opens one of the child's namespaces (/proc/PID/ns/KIND), kept by the monitor for
+/// cleanup (user) or the port connector (net).
+fn open_ns(pid: Pid, kind: &str) -> Result<OwnedFd, RuntimeError> {
+    let p = format!("/proc/{}/ns/{kind}", pid.as_raw());
+    tracing::debug!(path = %p, "open namespace");
+    nix::fcntl::open(
+        p.as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|source| RuntimeError::Kernel {
+        call: format!("open {p}"),
+        source,
     })
 }
 
