@@ -67,17 +67,11 @@ pub fn run(
 
 /// The helper side: enter the namespace, mount, report, clean up.
 pub fn probe_main(dir: &Path) -> i32 {
-    let mut sync = match crate::userns::enter_from_parent() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("Error: __doctor-probe is started by `skiff system doctor`");
-            return 125;
-        }
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 125;
-        }
-    };
+    let mut sync =
+        match crate::userns::enter_helper("__doctor-probe is started by `skiff system doctor`") {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
     let res = try_overlay(dir);
     let msg = match &res {
         Ok(()) => "ok".to_string(),

@@ -152,16 +152,9 @@ fn send(sync: &mut UnixStream, r: &Reply) {
 
 /// The `__cp` helper; returns this process's exit code.
 pub fn helper_main() -> i32 {
-    let mut sync = match crate::userns::enter_from_parent() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("Error: __cp is an internal command of skiff cp");
-            return 125;
-        }
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 125;
-        }
+    let mut sync = match crate::userns::enter_helper("__cp is an internal command of skiff cp") {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let req = match read_line(&mut sync)
         .ok()

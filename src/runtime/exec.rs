@@ -103,16 +103,10 @@ pub fn status_code(s: WaitStatus) -> Option<i32> {
 
 /// The `__exec` helper; returns this process's exit code.
 pub fn helper_main() -> i32 {
-    let mut sync = match crate::userns::enter_from_parent() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("Error: __exec is an internal command of skiff exec");
-            return 125;
-        }
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 125;
-        }
+    let mut sync = match crate::userns::enter_helper("__exec is an internal command of skiff exec")
+    {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let result = read_line(&mut sync)
         .map_err(|e| Fail::engine(format!("reading the exec request: {e}")))

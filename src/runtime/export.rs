@@ -56,16 +56,11 @@ impl ArchiveRequest {
 
 /// The `__archive` helper; returns the exit code.
 pub fn helper_main() -> i32 {
-    let mut sync = match crate::userns::enter_from_parent() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("Error: __archive is an internal command of skiff export and commit");
-            return 125;
-        }
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 125;
-        }
+    let mut sync = match crate::userns::enter_helper(
+        "__archive is an internal command of skiff export and commit",
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let req = match read_line(&mut sync)
         .ok()

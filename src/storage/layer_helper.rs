@@ -35,16 +35,11 @@ pub struct HelperArgs {
 
 /// Entry point of the helper; returns the process exit code.
 pub fn main(args: &HelperArgs) -> i32 {
-    let mut sync = match crate::userns::enter_from_parent() {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("skiff: __unpack-layer is internal and must be started by skiff");
-            return 125;
-        }
-        Err(e) => {
-            eprintln!("skiff: {e}");
-            return 125;
-        }
+    let mut sync = match crate::userns::enter_helper(
+        "__unpack-layer is internal and must be started by skiff",
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let tmp = args.layers_dir.join(format!(
         ".tmp-{}-{}-{}",

@@ -171,3 +171,20 @@ pub fn enter_from_parent() -> Result<Option<UnixStream>, UsernsError> {
     }
     Ok(Some(sync))
 }
+
+/// The start of every hidden helper command: take the sync socket (entering the user
+/// namespace if the parent asked), or print why not and give the exit code. `what`
+/// tells a user who ran the helper by hand where it belongs.
+pub fn enter_helper(what: &str) -> Result<UnixStream, i32> {
+    match enter_from_parent() {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            eprintln!("Error: {what}");
+            Err(125)
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Err(125)
+        }
+    }
+}

@@ -7,7 +7,7 @@ pub mod modes;
 mod remove;
 mod subid;
 
-pub use helper::{enter_from_parent, spawn_helper, HelperChild};
+pub use helper::{enter_from_parent, enter_helper, spawn_helper, HelperChild};
 pub use remove::{remove_trees, rm_tree_main};
 pub use subid::{lookup_subids, SubIdRange};
 
