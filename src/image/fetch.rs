@@ -238,7 +238,7 @@ async fn stream_remote(
                 return Err(ImageError::Registry {
                     image: job.image.clone(),
                     registry: reg.host().to_string(),
-                    detail: format!("reading layer {}: {e}", job.digest),
+                    detail: super::registry::cut_short(&job.digest, &e.to_string()),
                 });
             }
         };

@@ -150,13 +150,13 @@ impl Registry {
             .map_err(classify)
     }
 
-    /// Fetches a small blob (a config) into memory.
+    /// Fetches a small blob (a config) into memory, checked against its digest.
     pub async fn blob_bytes(&self, anchor: &str, digest: &str) -> Result<Vec<u8>, FetchError> {
         use futures_util::StreamExt;
         let mut s = self.blob_stream(anchor, digest).await?;
         let mut out = Vec::new();
         while let Some(chunk) = s.stream.next().await {
-            let c = chunk.map_err(|e| FetchError::Other(e.to_string()))?;
+            let c = chunk.map_err(|e| FetchError::Other(cut_short(digest, &e.to_string())))?;
             if out.len() + c.len() > 64 << 20 {
                 return Err(FetchError::Other(format!(
                     "blob {digest} is larger than 64 MiB"
@@ -164,6 +164,20 @@ impl Registry {
             }
             out.extend_from_slice(&c);
         }
+        use sha2::Digest as _;
+        let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out)));
+        if digest.starts_with("sha256:") && actual != digest {
+            return Err(FetchError::Other(format!(
+                "blob {digest}: the registry sent {} bytes with digest {actual}: the \
+                 connection ended early or the blob is corrupt: try again",
+                out.len()
+            )));
+        }
         Ok(out)
     }
+}
+
+/// A body that broke off mid-stream, said so and named.
+pub fn cut_short(digest: &str, error: &str) -> String {
+    format!("reading blob {digest}: {error}: the registry closed the connection early: try again")
 }

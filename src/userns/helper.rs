@@ -62,6 +62,13 @@ where
             Ok(())
         });
     }
+    // A helper that fails (a full disk during unpack) closes its end of the pipes we
+    // stream into: that must come back as EPIPE and the helper's own error, not kill
+    // this process with the SIGPIPE that user-facing commands otherwise restore.
+    // SAFETY: installing SIG_IGN runs no code of ours in signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     tracing::debug!(exe = %exe.display(), "spawn helper");
     let child = cmd.spawn().map_err(|source| UsernsError::Spawn {
         exe: exe.to_path_buf(),

@@ -13,6 +13,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod docs;
+mod faults;
 mod formats;
 mod foundation;
 mod images_store;
