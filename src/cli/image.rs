@@ -276,7 +276,16 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
 pub fn collect(ctx: &Ctx, store: &mut Store) -> anyhow::Result<()> {
     let _gc = crate::storage::lock::FileLock::gc(&ctx.paths, true)?;
     let garbage = store.collect_garbage()?;
+    let spinner = (!garbage.layer_dirs.is_empty()).then(|| {
+        crate::image::progress::spinner(format!(
+            "Removing {} unused layer(s)",
+            garbage.layer_dirs.len()
+        ))
+    });
     crate::userns::remove_trees(&ctx.paths, &garbage.layer_dirs)?;
+    if let Some(Some(s)) = spinner {
+        s.finish_and_clear();
+    }
     for b in garbage.blobs {
         let _ = std::fs::remove_file(b);
     }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Subcommand};
+use clap::{Args, Subcommand};
 
-use super::{Cli, Ctx, Exit};
+use super::{Ctx, Exit};
 use crate::runtime::ContainerConfig;
 use crate::storage::Store;
 use crate::systemd::{generate, quadlet};
@@ -79,12 +79,6 @@ fn skiff_exe() -> anyhow::Result<PathBuf> {
 }
 
 /// True once `run` accepts `--publish` (the network stack is not built yet).
-fn run_publishes() -> bool {
-    Cli::command()
-        .find_subcommand("run")
-        .is_some_and(|r| r.get_arguments().any(|a| a.get_long() == Some("publish")))
-}
-
 pub fn quadlet_cmd(ctx: &Ctx, a: QuadletArgs) -> anyhow::Result<i32> {
     let user = a.user || ctx.paths.rootless;
     if !a.dryrun && a.dirs.is_empty() {
@@ -96,7 +90,6 @@ pub fn quadlet_cmd(ctx: &Ctx, a: QuadletArgs) -> anyhow::Result<i32> {
     let opts = quadlet::Options {
         user,
         skiff: skiff_exe()?,
-        publish_supported: run_publishes(),
     };
     let dirs = quadlet::unit_dirs(user, ctx.paths.uid);
     let mut errors = Vec::new();

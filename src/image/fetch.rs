@@ -116,10 +116,10 @@ pub async fn unpack(
             false,
         ),
         Source::Registry { .. } => match store.blob_path(&job.digest) {
-            Ok(p) => (stream_file(&p, job, pipe).await.map(|_| None), true),
+            Ok(p) => (stream_file(&p, job, pipe, &bar).await.map(|_| None), true),
             Err(e) => (Err(e.into()), true),
         },
-        Source::File(p) => (stream_file(p, job, pipe).await.map(|_| None), false),
+        Source::File(p) => (stream_file(p, job, pipe, &bar).await.map(|_| None), false),
     };
     drop(store);
 
@@ -177,6 +177,7 @@ async fn stream_file(
     path: &Path,
     job: &LayerJob,
     mut pipe: tokio::net::unix::pipe::Sender,
+    bar: &super::progress::BlobProgress,
 ) -> Result<(), ImageError> {
     use std::io::Read;
     let path = path.to_path_buf();
@@ -196,6 +197,7 @@ async fn stream_file(
         pipe.write_all(&buf[..n])
             .await
             .map_err(|e| job.err(format!("unpack helper stopped reading: {e}")))?;
+        bar.inc(n as u64);
     }
 }
 

@@ -62,6 +62,13 @@ impl Progress {
 }
 
 impl BlobProgress {
+    /// Sets the total once it is known (an uncompressed size).
+    pub fn set_len(&self, n: u64) {
+        if let BlobProgress::Bar(b) = self {
+            b.set_length(n);
+        }
+    }
+
     pub fn inc(&self, n: u64) {
         if let BlobProgress::Bar(b) = self {
             b.inc(n);
@@ -80,6 +87,35 @@ impl BlobProgress {
             BlobProgress::Bar(b) => b.finish(),
         }
     }
+}
+
+/// A reader that advances a blob's bar by what passes through it.
+pub struct Counting<'a, R> {
+    pub inner: R,
+    pub bar: &'a BlobProgress,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// A spinner on a terminal for work without a byte count (prune removing layers);
+/// None when stderr is not a terminal or with --quiet, so scripts see no escape codes.
+pub fn spinner(msg: String) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(msg);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    Some(bar)
 }
 
 fn short_digest(d: &str) -> String {

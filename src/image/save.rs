@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::archive::{self, archive_err, DockerManifest, Format};
-use super::progress::Progress;
+use super::progress::{BlobProgress, Counting, Progress};
 use super::ImageError;
 use crate::storage::images::ImageRecord;
 use crate::storage::unpack::Compression;
@@ -242,8 +242,9 @@ fn write_all(
                     let hex = l.diff_id.trim_start_matches("sha256:");
                     let name = format!("{hex}.tar");
                     if written.insert(name.clone()) {
-                        docker_layer(store, img, l, &name, sink, mapping_key)?;
-                        progress.blob(&l.digest, None).done(false);
+                        let bar = progress.blob(&l.digest, None);
+                        docker_layer(store, img, l, &name, sink, mapping_key, &bar)?;
+                        bar.done(false);
                     }
                     layers.push(name);
                 }
@@ -296,9 +297,12 @@ fn write_all(
                     if !written.insert(d.clone()) {
                         continue;
                     }
-                    copy_blob(store, img, &d, what, sink)?;
                     if what == "layer" {
-                        progress.blob(&d, None).done(false);
+                        let bar = progress.blob(&d, None);
+                        copy_blob(store, img, &d, what, sink, &bar)?;
+                        bar.done(false);
+                    } else {
+                        copy_blob(store, img, &d, what, sink, &BlobProgress::None)?;
                     }
                 }
                 let mut desc = serde_json::json!({
@@ -344,6 +348,7 @@ fn copy_blob(
     digest: &str,
     what: &str,
     sink: &mut Sink,
+    bar: &BlobProgress,
 ) -> Result<(), ImageError> {
     let path = store.blob_path(digest)?;
     let mut f = match File::open(&path) {
@@ -352,7 +357,9 @@ fn copy_blob(
         Err(e) => return Err(io_err(&path, e)),
     };
     let size = f.metadata().map_err(|e| io_err(&path, e))?.len();
+    bar.set_len(size);
     let hex = digest.trim_start_matches("sha256:");
+    let mut f = Counting { inner: &mut f, bar };
     sink.file(&format!("blobs/sha256/{hex}"), size, &mut f)
         .map_err(|e| archive_err("save", format!("writing blob {digest}: {e}")))
 }
@@ -365,6 +372,7 @@ fn docker_layer(
     name: &str,
     sink: &mut Sink,
     mapping_key: &str,
+    bar: &BlobProgress,
 ) -> Result<(), ImageError> {
     let path = store.blob_path(&l.digest)?;
     let open = || -> Result<Box<dyn Read>, ImageError> {
@@ -392,8 +400,12 @@ fn docker_layer(
     if size == 0 {
         size = io::copy(&mut open()?, &mut io::sink()).map_err(|e| io_err(&path, e))?;
     }
+    bar.set_len(size);
     let mut reader = HashRead {
-        inner: open()?,
+        inner: Counting {
+            inner: open()?,
+            bar,
+        },
         hasher: Sha256::new(),
     };
     sink.file(name, size, &mut reader).map_err(|e| {

@@ -14,8 +14,6 @@ pub struct Options {
     pub user: bool,
     /// The skiff binary the services run.
     pub skiff: PathBuf,
-    /// `run` accepts --publish (ports arrive with the network stack).
-    pub publish_supported: bool,
 }
 
 /// One generated service.
@@ -279,11 +277,6 @@ pub fn convert(path: &Path, text: &str, opts: &Options) -> Result<Generated, Sys
         }
     }
     for v in c.all("PublishPort") {
-        if !opts.publish_supported {
-            return Err(c.err(format!(
-                "PublishPort={v}: skiff cannot publish ports yet (its user-mode network is not built): remove the key, or use Network=host and let the service listen itself"
-            )));
-        }
         run.extend(["--publish".into(), v.into()]);
     }
     for (key, flag) in [

@@ -22,6 +22,7 @@ mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod ports;
+mod progress;
 mod run_flags;
 mod security;
 mod systemd;
