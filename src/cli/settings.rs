@@ -60,6 +60,7 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<(Paths, Settings)> {
         // This runs before any thread starts, so changing the environment is sound.
         std::env::set_var("CONTAINERS_REGISTRIES_CONF", p);
     }
+    crate::image::set_max_layer_size(settings.max_layer_size.value);
     let paths = Paths::resolve(
         settings.root.value.as_deref(),
         settings.runroot.value.as_deref(),

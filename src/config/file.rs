@@ -9,6 +9,7 @@
 //! root = "/data/skiff"          # --root, SKIFF_ROOT
 //! runroot = "/run/user/1000/skiff"  # --runroot, SKIFF_RUNROOT
 //! driver = "overlay"
+//! max_layer_size = "64GiB"      # refuse a layer that unpacks to more (a gzip bomb)
 //! [network]
 //! default = "none"              # run/create without --network
 //! [containers]
@@ -25,6 +26,27 @@ use serde::Deserialize;
 
 /// The host-wide file.
 pub const SYSTEM_FILE: &str = "/etc/skiff/skiff.toml";
+
+/// Far above any real layer (the largest CUDA layers are ~10 GiB), yet it stops a
+/// decompression bomb before it fills a shared disk.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+
+/// `123`, `10k`, `500MB`, `64GiB` (units are powers of 1024, as podman's sizes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
 
 /// A configuration file that cannot be used; names the file (and line) and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +87,7 @@ struct StorageSection {
     root: Option<PathBuf>,
     runroot: Option<PathBuf>,
     driver: Option<String>,
+    max_layer_size: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +142,8 @@ pub struct Settings {
     pub root: Setting<Option<PathBuf>>,
     pub runroot: Setting<Option<PathBuf>>,
     pub driver: Setting<String>,
+    /// Bytes a layer may unpack to; more is refused as a likely decompression bomb.
+    pub max_layer_size: Setting<u64>,
     pub network: Setting<String>,
     pub log_driver: Setting<String>,
     pub registries: Setting<Option<PathBuf>>,
@@ -158,6 +183,11 @@ impl Settings {
                 "storage.driver",
                 self.driver.value.clone(),
                 self.driver.source.to_string(),
+            ),
+            (
+                "storage.max_layer_size",
+                self.max_layer_size.value.to_string(),
+                self.max_layer_size.source.to_string(),
             ),
             (
                 "network.default",
@@ -270,6 +300,10 @@ pub fn load(
             value: "overlay".into(),
             source: Source::Default,
         },
+        max_layer_size: Setting {
+            value: DEFAULT_MAX_LAYER_SIZE,
+            source: Source::Default,
+        },
         network: Setting {
             value: "none".into(),
             source: Source::Default,
@@ -309,6 +343,25 @@ pub fn load(
                 )?;
                 s.driver = Setting {
                     value: d.clone(),
+                    source: from(),
+                };
+            }
+            if let Some(v) = &st.max_layer_size {
+                let text = match v {
+                    toml::Value::String(t) => t.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    _ => String::from("(not a size)"),
+                };
+                let Some(n) = parse_size(&text).filter(|n| *n > 0) else {
+                    return Err(FileError::Invalid {
+                        path: path.clone(),
+                        key: "storage.max_layer_size",
+                        value: text,
+                        why: "use a size such as \"64GiB\", \"500MB\" or a number of bytes",
+                    });
+                };
+                s.max_layer_size = Setting {
+                    value: n,
                     source: from(),
                 };
             }

@@ -18,6 +18,15 @@ use crate::storage::blobs::BlobWriter;
 use crate::storage::layer_helper::Summary;
 use crate::userns::{spawn_helper, IdMapping};
 
+/// The configured storage.max_layer_size, set once from the settings before any pull.
+static MAX_LAYER_SIZE: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(crate::config::file::DEFAULT_MAX_LAYER_SIZE);
+
+/// Applies skiff.toml's storage.max_layer_size to every unpack of this process.
+pub fn set_max_layer_size(bytes: u64) {
+    MAX_LAYER_SIZE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One layer to fetch and unpack.
 pub struct LayerJob {
     pub image: String,
@@ -82,6 +91,10 @@ pub async fn unpack(
         job.dir_name.clone(),
         "--media-type".into(),
         job.media_type.clone(),
+        "--max-size".into(),
+        MAX_LAYER_SIZE
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
     ];
     if !paths.rootless {
         args.push("--trusted-xattrs".into());

@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod compose;
 mod fetch;
+pub use fetch::set_max_layer_size;
 pub mod load;
 pub mod login;
 pub mod progress;

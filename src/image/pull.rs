@@ -378,6 +378,33 @@ async fn locked_fetch(
     Ok(size)
 }
 
+/// The parsing half of a pull, for the fuzz target (crate::fuzzing): the bytes as an
+/// index (choosing the host's platform), a manifest and a config, as `pull_from`
+/// treats what a registry sends.
+pub(crate) fn parse_untrusted(body: &[u8]) {
+    let r = Reference {
+        registry: "fuzz.invalid".into(),
+        repository: "fuzz".into(),
+        tag: Some("latest".into()),
+        digest: None,
+    };
+    let media_type = media_type_of(body);
+    if media_type.contains("index") || media_type.contains("manifest.list") {
+        if let Ok(index) = serde_json::from_slice::<ImageIndex>(body) {
+            let _ = choose_platform(&r, &index, None);
+        }
+    }
+    if let Ok(m) = serde_json::from_slice::<ImageManifest>(body) {
+        let _ = m.config().digest().to_string();
+        for l in m.layers() {
+            let _ = layer_dir_name(l.digest().as_ref(), "host");
+        }
+    }
+    if let Ok(c) = serde_json::from_slice::<ImageConfiguration>(body) {
+        let _ = (c.rootfs().diff_ids().len(), c.os().to_string(), c.created());
+    }
+}
+
 /// The key unpacked layers are stored under for a mapping ("host" when rootful).
 pub fn mapping_key(m: Option<&IdMapping>) -> String {
     m.map(|m| m.key()).unwrap_or_else(|| "host".to_string())

@@ -24,7 +24,7 @@ pub mod resources;
 pub mod security;
 pub mod signal;
 pub mod spec;
-mod spec_mounts;
+pub mod spec_mounts;
 pub mod sysctl;
 mod userns_mode;
 pub mod volumes;

@@ -31,6 +31,9 @@ pub struct HelperArgs {
     pub media_type: String,
     #[arg(long)]
     pub trusted_xattrs: bool,
+    /// Uncompressed bytes the layer may have (storage.max_layer_size).
+    #[arg(long)]
+    pub max_size: Option<u64>,
 }
 
 /// Entry point of the helper; returns the process exit code.
@@ -107,7 +110,7 @@ fn unpack_into(args: &HelperArgs, tmp: &Path) -> Result<unpack::UnpackSummary, S
         } else {
             OverlayXattrs::User
         },
-        ..UnpackOptions::default()
+        max_uncompressed: args.max_size.or(UnpackOptions::default().max_uncompressed),
     };
     let compression = Compression::from_media_type(&args.media_type);
     let s = match compression {

@@ -79,6 +79,8 @@ pub struct Hostile {
 #[derive(Debug)]
 pub struct Fixtures {
     pub registry: &'static str,
+    /// The busybox image's one layer, to build more images on.
+    pub busybox_layer: Blob,
     /// One gzip layer: /bin/busybox + a symlink per applet in /bin, /etc/passwd
     /// ([`PASSWD`]), /etc/group ([`GROUP`]), /tmp 1777, /root 0700, /home/tester
     /// 1000:1000, empty /usr/bin /usr/sbin /sbin /usr/local/bin /var /run /proc /sys
@@ -511,6 +513,7 @@ fn build() -> Result<Fixtures, String> {
     let mut next = || hostile.next().ok_or("hostile fixtures");
     Ok(Fixtures {
         registry: reg,
+        busybox_layer: base.clone(),
         busybox,
         short_name,
         rootonly,

@@ -16,6 +16,7 @@ mod docs;
 mod faults;
 mod formats;
 mod foundation;
+mod hostile_corpus;
 mod images_store;
 mod images_transfer;
 mod lifecycle;

@@ -160,7 +160,7 @@ pub enum UnpackError {
 
     #[error(
         "layer is larger than the limit of {limit} bytes uncompressed; \
-         it may be a decompression bomb (raise the limit only if you trust the image)"
+         it may be a decompression bomb (raise storage.max_layer_size in skiff.toml only if you trust the image)"
     )]
     TooLarge { limit: u64 },
 

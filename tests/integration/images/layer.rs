@@ -72,6 +72,17 @@ impl LayerTar {
         self
     }
 
+    /// A device node or fifo (`kind` Char, Block or Fifo) with its numbers.
+    pub fn special(&mut self, path: &str, kind: EntryType, major: u32, minor: u32) -> &mut Self {
+        let mut h = Self::header(kind, 0o644, 0, 0, 0);
+        h.set_device_major(major).expect("device major");
+        h.set_device_minor(minor).expect("device minor");
+        self.b
+            .append_data(&mut h, path, &[][..])
+            .expect("tar special");
+        self
+    }
+
     /// OCI whiteout of `path` (from a lower layer): writes `dir/.wh.name`.
     pub fn whiteout(&mut self, path: &str) -> &mut Self {
         let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));

@@ -184,3 +184,31 @@ fn many_files_reuse_the_parent_cache() {
     s.unpack(&t.build()).unwrap();
     assert_eq!(fs::read_dir(s.p("d19")).unwrap().count(), 100);
 }
+
+/// One million tiny files (1000 dirs of 1000 empty files, a 512 MB tar of headers):
+/// the unpacker's memory does not grow per entry and every file lands.
+#[test]
+fn one_million_tiny_files() {
+    let mut t = Tar::new();
+    for d in 0..1000 {
+        t = t.dir(&format!("d{d}"), 0o755);
+        for f in 0..1000 {
+            t = t.file(&format!("d{d}/{f}"), b"", 0o644);
+        }
+    }
+    let tar = t.build();
+    let s = Scratch::new();
+    let sum = unpack_layer(
+        &tar[..],
+        Compression::None,
+        &s.dest,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(sum.uncompressed_size, tar.len() as u64);
+    drop(tar);
+    let files: usize = (0..1000)
+        .map(|d| fs::read_dir(s.dest.join(format!("d{d}"))).unwrap().count())
+        .sum();
+    assert_eq!(files, 1_000_000);
+}
