@@ -219,6 +219,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         if !with_init {
             pty::make_controlling(slave).map_err(Fail::engine)?;
         }
+    } else {
+        // As with runc, the container's first process leads a session of its own (a
+        // terminal's make_controlling does this above).
+        tracing::debug!("setsid");
+        let _ = nix::unistd::setsid();
     }
     let p = a
         .spec
@@ -243,7 +248,13 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             Some(nix::unistd::Gid::from_raw(id.gid)),
         );
     }
-    process::become_user(&p, &id, &super::security::nonroot_caps(a.spec))?;
+    let filter = a.spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    process::become_user(
+        &p,
+        &id,
+        &super::security::nonroot_caps(a.spec),
+        filter.as_ref(),
+    )?;
     nix::unistd::chdir(&cwd)
         .map_err(|e| Fail::engine(format!("chdir to `{}`: {}", cwd.display(), e.desc())))?;
     let mut env = p.env().clone().unwrap_or_default();
