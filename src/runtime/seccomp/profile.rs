@@ -287,9 +287,11 @@ pub fn flag_bit(f: &str) -> Result<libc::c_ulong, String> {
         "SECCOMP_FILTER_FLAG_LOG" => libc::SECCOMP_FILTER_FLAG_LOG,
         "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => 1 << 5,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown flag {other:?}: use SECCOMP_FILTER_FLAG_LOG or SECCOMP_FILTER_FLAG_SPEC_ALLOW"
-        )),
+        ))
+        }
     })
 }
 
