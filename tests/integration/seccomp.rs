@@ -372,3 +372,30 @@ fn bad_profiles_fail_with_one_line_and_change_nothing() {
     assert_error(&out, 125, &["seccomp"]);
     assert_eq!(snapshot(&env), before);
 }
+
+#[test]
+fn filter_holds_for_other_users_init_and_no_new_privileges() {
+    let image = require!(probe_image());
+    let env = TestEnv::rootless();
+    let names = ["bpf", "add_key", "personality:1", "unshare"];
+    let want = [
+        ("bpf", "EPERM"),
+        ("add_key", "ENOSYS"),
+        ("personality:1", "ENOSYS"),
+        ("unshare", "EINVAL"),
+    ];
+    for flags in [
+        &["--user", "1000"][..],
+        &["--security-opt", "no-new-privileges"][..],
+        &["--init"][..],
+    ] {
+        let m = parse(&skiff_probe(&env, image, flags, &names));
+        for (name, outcome) in want {
+            assert_eq!(
+                m.get(name).map(String::as_str),
+                Some(outcome),
+                "{flags:?}: {name}"
+            );
+        }
+    }
+}
