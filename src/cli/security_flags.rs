@@ -16,7 +16,7 @@ pub struct SecurityFlags {
     /// Give extended privileges: all capabilities, no masked paths, host devices
     #[arg(long)]
     pub privileged: bool,
-    /// Security options: no-new-privileges, mask=PATHS, unmask=ALL|PATHS
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges, mask=PATHS, unmask=ALL|PATHS
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Add a host device: HOST-PATH[:CONTAINER-PATH][:PERMISSIONS]

@@ -180,7 +180,8 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
         ForkResult::Child => {
             drop(status_r);
             let nonroot = super::security::nonroot_caps(&spec);
-            let f = match child(req, &proc, &user, &nonroot, sync) {
+            let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let f = match child(req, &proc, &user, &nonroot, filter.as_ref(), sync) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -214,6 +215,7 @@ fn child(
     proc: &Process,
     user: &str,
     nonroot_caps: &str,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     sync: &UnixStream,
 ) -> Result<Never, Fail> {
     super::signal::reset_for_exec();
@@ -233,7 +235,7 @@ fn child(
         k(nix::unistd::dup2_stdout(&slave), "dup2 stdout")?;
         k(nix::unistd::dup2_stderr(&slave), "dup2 stderr")?;
     }
-    process::become_user(proc, &id, nonroot_caps)?;
+    process::become_user(proc, &id, nonroot_caps, seccomp)?;
     let cwd = req
         .workdir
         .clone()

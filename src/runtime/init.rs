@@ -219,6 +219,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         if !with_init {
             pty::make_controlling(slave).map_err(Fail::engine)?;
         }
+    } else {
+        // As with runc, the container's first process leads a session of its own (a
+        // terminal's make_controlling does this above).
+        tracing::debug!("setsid");
+        let _ = nix::unistd::setsid();
     }
     let p = a
         .spec
@@ -243,7 +248,13 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             Some(nix::unistd::Gid::from_raw(id.gid)),
         );
     }
-    process::become_user(&p, &id, &super::security::nonroot_caps(a.spec))?;
+    let filter = a.spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    process::become_user(
+        &p,
+        &id,
+        &super::security::nonroot_caps(a.spec),
+        filter.as_ref(),
+    )?;
     nix::unistd::chdir(&cwd)
         .map_err(|e| Fail::engine(format!("chdir to `{}`: {}", cwd.display(), e.desc())))?;
     let mut env = p.env().clone().unwrap_or_default();
@@ -329,6 +340,7 @@ fn become_reaper(tty: Option<&OwnedFd>) -> Result<(), Fail> {
             Ok(())
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
+            hide_cmdline();
             let mut signals = super::signal::FORWARDED.to_vec();
             signals.extend([Signal::SIGWINCH, Signal::SIGCONT]);
             super::signal::forward_to(child.as_raw(), &signals);
@@ -348,5 +360,39 @@ fn become_reaper(tty: Option<&OwnedFd>) -> Result<(), Fail> {
             }
         }
         Err(e) => Err(Fail::engine(format!("fork for --init: {e}"))),
+    }
+}
+
+/// The `--init` reaper is a copy of the monitor and stays PID 1 of the container, whose
+/// processes may read its /proc/1/cmdline (unlike its environ, fds or exe, which being
+/// non-dumpable closes): overwrite the monitor's arguments (host paths of the store and
+/// run directories) with a plain name, in place.
+fn hide_cmdline() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields 48 and 49 (arg_start, arg_end), counted after the command name.
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split(' ').collect();
+    let (Some(start), Some(end)) = (
+        f.get(45).and_then(|s| s.parse::<usize>().ok()),
+        f.get(46).and_then(|s| s.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if end <= start || end - start > 1 << 20 {
+        return;
+    }
+    const NAME: &[u8] = b"skiff-init";
+    tracing::debug!(start, end, "overwriting the reaper's command line");
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on its stack, set
+    // up by the kernel at exec and still mapped read-write. Nothing reads it afterwards:
+    // the reaper only waits for children and exits (std::env::args is never called).
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::write_bytes(p, 0, end - start);
+        std::ptr::copy_nonoverlapping(NAME.as_ptr(), p, NAME.len().min(end - start - 1));
     }
 }

@@ -21,6 +21,7 @@ pub mod notify;
 mod process;
 pub mod pty;
 pub mod resources;
+pub mod seccomp;
 pub mod security;
 pub mod signal;
 pub mod spec;
@@ -52,6 +53,8 @@ pub enum RuntimeError {
     Rootfs(#[from] crate::rootfs::RootfsError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// Unpacking the image's layers for the container's ID mapping failed.
     #[error(transparent)]
     Image(#[from] Box<crate::image::ImageError>),

@@ -5,7 +5,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability as Cap, CapsHashSet};
-use oci_spec::runtime::{Capability, Process};
+use oci_spec::runtime::{Capability, LinuxSeccomp, Process};
 
 /// An init failure with podman's exit code.
 pub struct Fail {
@@ -147,10 +147,27 @@ pub fn set_rlimits(p: &Process) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Installs the spec's seccomp filter (if any).
+fn seccomp(sc: Option<&LinuxSeccomp>) -> Result<(), Fail> {
+    match sc {
+        Some(sc) => super::seccomp::apply(sc).map_err(|e| Fail::engine(e.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// Switches to the container user with the spec's capabilities: the bounding set is cut
 /// first (needs CAP_SETPCAP), then IDs change; a non-root user ends with no effective or
-/// permitted capabilities, as in podman.
-pub fn become_user(p: &Process, id: &Identity, nonroot_caps: &str) -> Result<(), Fail> {
+/// permitted capabilities, as in podman. The seccomp filter goes in while we still hold
+/// CAP_SYS_ADMIN in the container's user namespace (right after the bounding set is cut,
+/// as runc does), or last with no-new-privileges, when the kernel needs no privilege;
+/// `seccomp::for_spec` refused profiles that block the calls made after it.
+pub fn become_user(
+    p: &Process,
+    id: &Identity,
+    nonroot_caps: &str,
+    filter: Option<&LinuxSeccomp>,
+) -> Result<(), Fail> {
+    let nnp = p.no_new_privileges() == Some(true);
     let c = p.capabilities().clone().unwrap_or_default();
     // podman gives a non-root user the capabilities --cap-add named, in every set.
     let nonroot: CapsHashSet = nonroot_caps
@@ -179,6 +196,9 @@ pub fn become_user(p: &Process, id: &Identity, nonroot_caps: &str) -> Result<(),
                 }
             }
         }
+    }
+    if !nnp {
+        seccomp(filter)?;
     }
     let gids: Vec<nix::unistd::Gid> = id
         .groups
@@ -235,9 +255,10 @@ pub fn become_user(p: &Process, id: &Identity, nonroot_caps: &str) -> Result<(),
     } else {
         let _ = caps::clear(None, CapSet::Ambient);
     }
-    if p.no_new_privileges() == Some(true) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| Fail::engine(format!("prctl(PR_SET_NO_NEW_PRIVS): {e}")))?;
+        seccomp(filter)?;
     }
     Ok(())
 }

@@ -125,11 +125,11 @@ pub fn capability_sets(sec: &SecurityOptions, userns: bool) -> Result<CapSets, R
     Ok(CapSets { root, nonroot })
 }
 
-/// What `--security-opt` asks for (seccomp, label and apparmor are someone else's or
-/// do not apply, and pass through).
+/// What `--security-opt` asks for (label and apparmor do not apply, and pass through).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityOpts {
     pub no_new_privileges: bool,
+    pub seccomp: super::seccomp::Choice,
     pub mask: Vec<String>,
     pub unmask_all: bool,
     pub unmask: Vec<String>,
@@ -169,7 +169,14 @@ pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, RuntimeError
             "mask" => s.mask.extend(paths(k, v)?),
             "unmask" if v == "ALL" => s.unmask_all = true,
             "unmask" => s.unmask.extend(paths(k, v)?),
-            "seccomp" | "label" | "apparmor" | "proc-opts" => {}
+            "seccomp" if v.is_empty() => {
+                return Err(bad(
+                    "--security-opt",
+                    "seccomp: give unconfined or the path of a JSON profile, e.g. seccomp=/etc/skiff/seccomp.json".into(),
+                ))
+            }
+            "seccomp" => s.seccomp = super::seccomp::Choice::parse(v),
+            "label" | "apparmor" | "proc-opts" => {}
             _ => {
                 return Err(bad(
                     "--security-opt",
@@ -179,6 +186,24 @@ pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, RuntimeError
         }
     }
     Ok(s)
+}
+
+/// `HostConfig.SecurityOpt` as podman shows it: the seccomp choice and
+/// no-new-privileges (masks and unmasks are not listed).
+pub fn inspect_security_opt(sec: &SecurityOptions) -> Vec<String> {
+    let Ok(o) = parse_security_opts(&sec.security_opts) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match &o.seccomp {
+        super::seccomp::Choice::Default => {}
+        super::seccomp::Choice::Unconfined => out.push("seccomp=unconfined".to_string()),
+        super::seccomp::Choice::File(p) => out.push(format!("seccomp={}", p.display())),
+    }
+    if o.no_new_privileges {
+        out.push("no-new-privileges".to_string());
+    }
+    out
 }
 
 /// Matches a path against an unmask entry; `/proc/*` style globs match one level.
@@ -381,7 +406,10 @@ pub fn extend_mounts(
 /// Checks every security flag; called before anything is written.
 pub fn validate(sec: &SecurityOptions) -> Result<(), RuntimeError> {
     capability_sets(sec, true)?;
-    parse_security_opts(&sec.security_opts)?;
+    let o = parse_security_opts(&sec.security_opts)?;
+    if let super::seccomp::Choice::File(p) = &o.seccomp {
+        super::seccomp::load_file(p)?;
+    }
     for d in &sec.devices {
         parse_device(d)?;
     }

@@ -315,7 +315,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     } else {
         super::resources::linux_resources(&limits)
     });
-    linux.set_seccomp(None);
+    let cap_names: std::collections::HashSet<String> =
+        cap_sets.root.iter().map(|c| c.to_string()).collect();
+    linux.set_seccomp(super::seccomp::for_spec(
+        &sec_opts.seccomp,
+        sec.privileged,
+        &cap_names,
+        sec_opts.no_new_privileges,
+    )?);
     linux.set_devices(None);
     linux.set_cgroups_path(None);
 
