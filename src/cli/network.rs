@@ -105,7 +105,8 @@ pub struct RmArgs {
     /// Remove the containers that use the network first
     #[arg(short, long)]
     pub force: bool,
-    /// Seconds to wait for those containers to stop before killing them
+    /// Accepted for podman compatibility (the containers are killed at once, as
+    /// `rm -f` does)
     #[arg(short = 't', long = "time", value_name = "SECONDS")]
     pub timeout: Option<u32>,
     #[arg(required = true)]
@@ -370,12 +371,8 @@ fn ls(ctx: &Ctx, a: LsArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Format::Default => {
-            let t = if a.noheading {
-                "{{.ID}}\\t{{.Name}}\\t{{.Driver}}"
-            } else {
-                "table {{.ID}}\\t{{.Name}}\\t{{.Driver}}"
-            };
-            Format::parse("network", Some(t)).map_err(|e| bad(e.to_string()))?
+            Format::parse("network", Some("table {{.ID}}\\t{{.Name}}\\t{{.Driver}}"))
+                .map_err(|e| bad(e.to_string()))?
         }
         t => t,
     };
@@ -466,12 +463,10 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
         let used = users(&store, &net)?;
         if !used.is_empty() {
             // --force: the containers go first, as in podman.
-            let mut cmd = std::process::Command::new("/proc/self/exe");
-            cmd.args(ctx.self_args()).args(["rm", "--force"]);
-            if let Some(t) = a.timeout {
-                cmd.args(["--time", &t.to_string()]);
-            }
-            let status = cmd
+            let _ = a.timeout;
+            let status = std::process::Command::new("/proc/self/exe")
+                .args(ctx.self_args())
+                .args(["rm", "--force"])
                 .args(&used)
                 .stdout(std::process::Stdio::null())
                 .status()?;

@@ -129,6 +129,14 @@ fn network_create_ls_inspect_rm_prune() {
     assert_eq!(rows.len(), 4, "{text}");
     let n1_id = j[0]["id"].as_str().expect("id");
     assert!(rows.contains(&vec![&n1_id[..12], "n1", "bridge"]), "{text}");
+    let nh = ok(
+        &env,
+        &["network", "ls", "--noheading", "--filter", "name=n1"],
+    );
+    assert_eq!(
+        nh.split_whitespace().collect::<Vec<_>>(),
+        [&n1_id[..12], "n1", "bridge"]
+    );
     let q = ok(&env, &["network", "ls", "-q", "--filter", "label=a=b"]);
     assert_eq!(q, &n1_id[..12]);
     let out = env.run(&[
