@@ -5,17 +5,20 @@
 //!
 //! The datapath runs in each member's monitor, which lets go of the database while its
 //! container runs: so every membership change also rewrites a small JSON file per
-//! network under the runroot ([`network_run_dir`]), which [`MemberCache`] re-reads only
+//! network under the runroot ([`network_run_dir`]), which [`super::network_cache::MemberCache`] re-reads only
 //! when it changed. That directory is also where members' monitors put their sockets.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::images::db_err;
+use super::network_cache::write_members;
+use super::subnet::mask;
+pub use super::subnet::Subnet;
 use super::{StorageError, Store};
 use crate::config::Paths;
 
@@ -54,64 +57,6 @@ BEGIN DELETE FROM network_members WHERE container = OLD.id; END;
 pub const DEFAULT_NETWORK: &str = "podman";
 /// sha256("podman"), the ID podman gives its default network.
 const DEFAULT_ID: &str = "2f259bab93aaaaa2542ba43ef33eb990d0999ee1b9924b557b7be53c0b7a1bb9";
-
-/// An IPv4 subnet: network address and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subnet {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Subnet {
-    /// Parses `A.B.C.D/N`; host bits are cleared (podman stores 10.0.0.1/24 as
-    /// 10.0.0.0/24).
-    pub fn parse(s: &str) -> Option<Subnet> {
-        let (a, p) = s.split_once('/')?;
-        let addr: Ipv4Addr = a.parse().ok()?;
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let prefix: u8 = p.parse().ok().filter(|p| *p <= 32)?;
-        Some(Subnet {
-            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
-            prefix,
-        })
-    }
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
-    }
-    pub fn overlaps(&self, other: &Subnet) -> bool {
-        let m = mask(self.prefix.min(other.prefix));
-        u32::from(self.addr) & m == u32::from(other.addr) & m
-    }
-    fn broadcast(&self) -> u32 {
-        u32::from(self.addr) | !mask(self.prefix)
-    }
-    /// The first usable host address (podman's default gateway).
-    pub fn first_host(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) + u32::from(self.prefix < 31))
-    }
-    /// An address a container may hold: in the subnet, neither network nor broadcast.
-    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        let v = u32::from(ip);
-        self.contains(ip)
-            && (self.prefix >= 31 || (v != u32::from(self.addr) && v != self.broadcast()))
-    }
-}
-
-impl std::fmt::Display for Subnet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-fn mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkRecord {
@@ -222,8 +167,6 @@ pub fn network_run_dir(paths: &Paths, net: &NetworkRecord) -> PathBuf {
         .join("networks")
         .join(&net.id[..net.id.len().min(12)])
 }
-
-const MEMBERS_FILE: &str = "members.json";
 
 /// A random locally administered unicast MAC.
 fn random_mac() -> String {
@@ -585,116 +528,9 @@ impl Store {
     }
 }
 
-fn write_members(dir: &Path, members: &[NetworkMember]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{MEMBERS_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(members).unwrap_or_default())?;
-    std::fs::rename(&tmp, dir.join(MEMBERS_FILE))
-}
-
-// The datapath (the monitor's DNS answers and frame forwarding between members) is
-// its user; until it lands only the unit test below calls it.
-#[allow(dead_code)]
-/// A network's members as its monitors see them: the members file under
-/// [`network_run_dir`], re-read only when it was replaced (one stat per call), so it is
-/// cheap enough to consult on every DNS query.
-pub struct MemberCache {
-    path: PathBuf,
-    stamp: Option<(u64, i64, i64, u64)>,
-    members: Vec<NetworkMember>,
-}
-
-#[allow(dead_code)]
-impl MemberCache {
-    /// `run_dir` is [`network_run_dir`] of the network (learned at start from the store).
-    pub fn new(run_dir: &Path) -> MemberCache {
-        MemberCache {
-            path: run_dir.join(MEMBERS_FILE),
-            stamp: None,
-            members: Vec::new(),
-        }
-    }
-
-    /// The current members (empty if the file is missing or unreadable).
-    pub fn members(&mut self) -> &[NetworkMember] {
-        use std::os::unix::fs::MetadataExt;
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()));
-        if stamp != self.stamp {
-            self.members = std::fs::read(&self.path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            self.stamp = stamp;
-        }
-        &self.members
-    }
-
-    /// The member answering to `name`: container name, alias, or ID (12 or 64 hex
-    /// digits), as podman's aardvark-dns answers.
-    pub fn lookup(&mut self, name: &str) -> Option<NetworkMember> {
-        let name = name.trim_end_matches('.');
-        self.members()
-            .iter()
-            .find(|m| {
-                m.name == name
-                    || m.aliases.iter().any(|a| a == name)
-                    || (name.len() >= 12 && m.container_id.starts_with(name))
-            })
-            .cloned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subnets() {
-        let s = Subnet::parse("10.0.0.1/24").unwrap();
-        assert_eq!(s.to_string(), "10.0.0.0/24");
-        assert!(s.contains("10.0.0.255".parse().unwrap()));
-        assert!(!s.is_host("10.0.0.255".parse().unwrap()));
-        assert!(!s.is_host("10.0.0.0".parse().unwrap()));
-        assert!(s.is_host("10.0.0.7".parse().unwrap()));
-        assert_eq!(s.first_host(), Ipv4Addr::new(10, 0, 0, 1));
-        for bad in [
-            "10.0.0.0/33",
-            "foo",
-            "10.0.0/24",
-            "10.0.0.0/",
-            "10.0.0.0/-1",
-            "10.0.0.0",
-        ] {
-            assert!(Subnet::parse(bad).is_none(), "{bad}");
-        }
-        let big = Subnet::parse("10.80.0.0/12").unwrap();
-        assert!(big.overlaps(&Subnet::parse("10.89.1.0/24").unwrap()));
-        assert!(!s.overlaps(&Subnet::parse("10.0.1.0/24").unwrap()));
-    }
-
-    #[test]
-    fn member_cache_rereads_a_replaced_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cache = MemberCache::new(dir.path());
-        assert!(cache.members().is_empty());
-        let m = NetworkMember {
-            container_id: "ab".repeat(32),
-            name: "web".into(),
-            aliases: vec!["api".into()],
-            ip: Ipv4Addr::new(10, 89, 0, 2),
-            mac: "02:00:00:00:00:01".into(),
-        };
-        write_members(dir.path(), std::slice::from_ref(&m)).unwrap();
-        assert_eq!(cache.lookup("api."), Some(m.clone()));
-        assert_eq!(
-            cache.lookup(&m.container_id[..12]).map(|x| x.ip),
-            Some(m.ip)
-        );
-        write_members(dir.path(), &[]).unwrap();
-        assert_eq!(cache.lookup("web"), None);
-    }
 
     #[test]
     fn networks_and_members() {
