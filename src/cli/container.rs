@@ -49,9 +49,16 @@ pub struct CreateFlags {
     /// Mount a tmpfs: CONTAINER-DIR[:OPTIONS]
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Network mode: none or host
+    /// Network mode: none, host, container:NAME, ns:PATH, or user-defined network
+    /// names (repeatable, or comma-separated)
     #[arg(long, alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
+    /// Network-scoped alias for the container (user-defined networks)
+    #[arg(long, value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Static IPv4 address on the user-defined network
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
     /// Publish a container's port on the host: [ip:][hostPort:]containerPort[/tcp|/udp]
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub publish: Vec<String>,
@@ -288,7 +295,10 @@ fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRe
         read_only: f.read_only,
         read_only_tmpfs: f.read_only_tmpfs,
         tmpfs: f.tmpfs,
-        network: f.network.or_else(|| ctx.settings.default_network()),
+        network: super::network::join_network_flags(&f.network)?
+            .or_else(|| ctx.settings.default_network()),
+        network_aliases: f.network_alias,
+        ip: f.ip,
         publish: f.publish,
         publish_all: f.publish_all,
         interactive: f.interactive,
@@ -365,6 +375,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
 /// (and the log), and we wait for the exit code, relaying signals and window sizes.
 pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<i32> {
     let cfg: ContainerConfig = serde_json::from_str(&rec.config)?;
+    super::network::start_dependency(ctx, &cfg)?;
     let o = &cfg.options;
     let keys = proto::parse_detach_keys(o.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"))
         .map_err(|e| Exit::with(125, e))?;
@@ -406,6 +417,9 @@ pub(super) fn start_attached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result
 /// outcome instead of racing the overlay mount.
 pub(super) fn start_detached(ctx: &Ctx, rec: &ContainerRecord) -> anyhow::Result<()> {
     use std::io::Read;
+    if let Ok(cfg) = serde_json::from_str::<ContainerConfig>(&rec.config) {
+        super::network::start_dependency(ctx, &cfg)?;
+    }
     let _lock = crate::storage::lock::FileLock::exclusive(&super::manage::lock_path(ctx, &rec.id))?;
     if let Ok(now) = Store::open(&ctx.paths).and_then(|s| s.find_container(&rec.id)) {
         if matches!(now.state, State::Running | State::Paused) {

@@ -127,7 +127,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
             json!({"Name": name, "Soft": r.soft(), "Hard": r.hard()})
         })
         .collect();
-    let network = o.network.clone().unwrap_or_else(|| "none".into());
+    let network = crate::runtime::networks::inspect_mode(o.network.as_deref());
     let stop_signal = o
         .stop_signal
         .as_deref()
@@ -257,7 +257,8 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "MacAddress": "", "Bridge": "", "SandboxID": "", "HairpinMode": false,
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-        "Ports": crate::network::portspec::inspect_map(&ports), "SandboxKey": "", "Networks": {},
+        "Ports": crate::network::portspec::inspect_map(&ports), "SandboxKey": "",
+        "Networks": super::network::container_networks_json(ctx, &c.id, o.network.as_deref()),
     });
     let graph_driver = json!({
         "Name": "overlay",
@@ -293,7 +294,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "ExecIDs": [],
         "GraphDriver": graph_driver,
         "Mounts": mounts,
-        "Dependencies": [],
+        "Dependencies": o.network.as_deref().and_then(crate::runtime::networks::container_target).into_iter().collect::<Vec<_>>(),
         "NetworkSettings": network_settings,
         "Namespace": "",
         "IsInfra": false,

@@ -18,6 +18,7 @@ mod inspect;
 mod inspect_json;
 mod lifecycle;
 mod manage;
+mod network;
 mod port;
 mod ps;
 mod security_flags;
@@ -157,6 +158,8 @@ pub enum Command {
     Image(image_group::ImageArgs),
     /// Manage named volumes
     Volume(volume::VolumeArgs),
+    /// Manage user-defined networks
+    Network(network::NetworkArgs),
     /// Run a command inside your user namespace (to inspect or remove files owned by
     /// subordinate IDs)
     Unshare(system::UnshareArgs),
@@ -269,6 +272,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::ExecHelper => Ok(crate::runtime::exec::helper_main()),
         Command::CpHelper => Ok(crate::runtime::cp::helper_main()),
         Command::Volume(a) => volume::volume(&ctx, a),
+        Command::Network(a) => network::network(&ctx, a),
         Command::Unshare(a) => system::unshare(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::Info(a) => system::info(&ctx, a),

@@ -402,7 +402,11 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
                 },
             )
         };
-        let launched = match launch::launch(&bundle, &cio) {
+        // container:/ns: namespaces are looked up at every start (a target that
+        // restarted has new ones).
+        let launched = match crate::runtime::networks::join_for(&store, &cfg)
+            .and_then(|join| launch::launch(&bundle, &cio, join.as_ref()))
+        {
             Ok(l) => l,
             Err(e) => {
                 let code = e.exit_code();

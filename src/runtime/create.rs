@@ -137,7 +137,7 @@ fn published_ports(
     if reqs.is_empty() {
         return Ok(Vec::new());
     }
-    if network == NetworkMode::Host {
+    if matches!(network, NetworkMode::Host | NetworkMode::Container) {
         tracing::warn!("Port mappings have been discarded as one of the Host, Container, Pod, and None network modes are in use");
         return Ok(Vec::new());
     }
@@ -160,6 +160,7 @@ pub fn create(
     opts: &CreateOptions,
 ) -> Result<ContainerRecord, RuntimeError> {
     let network = NetworkMode::parse(opts.network.as_deref().unwrap_or("none"))?;
+    let net = super::networks::prepare(store, opts, network)?;
     validate_lifecycle(opts)?;
     let userns_mode = super::userns_mode::parse(&opts.security)?;
     if let Some(n) = &opts.name {
@@ -188,7 +189,7 @@ pub fn create(
         NetworkMode::Host => nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().to_string())
             .unwrap_or_else(|_| id[..12].to_string()),
-        NetworkMode::None => id[..12].to_string(),
+        _ => id[..12].to_string(),
     });
     // Validate everything that can fail on user input before anything is written.
     let command = spec::command(&image_config, opts)?;
@@ -217,7 +218,15 @@ pub fn create(
     }
     let labels = super::labels::labels(&image_config, &opts.labels)?;
     let annotations = super::labels::annotations(&opts.annotations)?;
-    let resolved = super::userns_mode::resolve(store, &id, default_mapping, &userns_mode)?;
+    let resolved = match &net.mapping {
+        // container:NAME shares the target's user namespace, so its mapping too.
+        Some(m) => super::userns_mode::Resolved {
+            mapping: m.clone(),
+            auto: false,
+            default_user: None,
+        },
+        None => super::userns_mode::resolve(store, &id, default_mapping, &userns_mode)?,
+    };
     super::userns_mode::prepare_layers(store, image, image_name, &id, &resolved)?;
     let keep_id_opts;
     let opts = match &resolved.default_user {
@@ -251,7 +260,10 @@ pub fn create(
     }
     // Named volumes are created on first use and anonymous ones get their names here,
     // so the stored options name every volume the container mounts.
-    let (prepared, new_volumes) = super::volumes::prepare(store, opts)?;
+    let (mut prepared, new_volumes) = super::volumes::prepare(store, opts)?;
+    if net.network.is_some() {
+        prepared.network = net.network.clone();
+    }
     let opts = &prepared;
     let record = ContainerRecord {
         id: id.clone(),
@@ -286,6 +298,11 @@ pub fn create(
         super::volumes::forget(store, &new_volumes);
         return Err(e.into());
     }
+    if let Err(e) = super::networks::attach(store, &id, &net.attach) {
+        let _ = store.delete_container(&id);
+        super::volumes::forget(store, &new_volumes);
+        return Err(e);
+    }
     let dir = store.paths.container_dir(&id);
     let res = write_bundle(
         &dir,
@@ -301,6 +318,10 @@ pub fn create(
         lower,
         store.paths.layers(),
         store.paths.rootless,
+        &NetFiles {
+            store,
+            target_dir: net.target_dir.as_deref(),
+        },
     );
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&dir);
@@ -308,7 +329,15 @@ pub fn create(
         super::volumes::forget(store, &new_volumes);
         return Err(e);
     }
+    super::networks::announce(store, &id);
     Ok(record)
+}
+
+/// What the generated /etc files need to know about the network mode.
+struct NetFiles<'a> {
+    store: &'a Store,
+    /// `container:` mode: the target's bundle, whose hosts and resolv.conf are shared.
+    target_dir: Option<&'a Path>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,12 +355,13 @@ fn write_bundle(
     lower: Vec<String>,
     layers_dir: std::path::PathBuf,
     rootless: bool,
+    net: &NetFiles,
 ) -> Result<(), RuntimeError> {
     std::fs::create_dir_all(dir.join("rootfs")).map_err(|source| RuntimeError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let generated = bundle::generate_files(
+    let mut generated = bundle::generate_files(
         dir,
         &Generated {
             id,
@@ -345,6 +375,15 @@ fn write_bundle(
             dns: &opts.dns,
             dns_search: &opts.dns_search,
         },
+    )?;
+    super::networks::adjust_files(
+        net.store,
+        id,
+        name,
+        &hostname,
+        network,
+        net.target_dir,
+        &mut generated,
     )?;
     let spec = spec::build(&SpecInputs {
         id,

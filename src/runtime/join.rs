@@ -183,6 +183,12 @@ pub fn open(name: &str, t: Target, kinds: &[&str]) -> Result<Opened, JoinError> 
 }
 
 impl Opened {
+    /// The opened namespace files by kind, for a process that enters them itself
+    /// (the monitor's launch of a `container:` container).
+    pub fn into_fds(self) -> Vec<(&'static str, OwnedFd)> {
+        self.fds.into_iter().map(|(k, _, fd)| (k, fd)).collect()
+    }
+
     /// Enters every opened namespace, user namespace first. After a pid namespace the
     /// caller must fork: only children land in it.
     pub fn enter(self) -> Result<OwnedFd, JoinError> {

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::init::{self, InitArgs};
+use super::networks::JoinNs;
 use super::{bundle, spec, RuntimeError};
 
 /// A started container.
@@ -71,12 +72,24 @@ fn clone_flags(spec: &oci_spec::runtime::Spec) -> CloneFlags {
 }
 
 /// Starts the container described by the bundle; returns once its program runs.
-pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeError> {
+/// `join` names namespaces to enter instead of creating them (`--network
+/// container:NAME` / `ns:PATH`).
+pub fn launch(
+    bundle_dir: &Path,
+    io: &ContainerIo,
+    join: Option<&JoinNs>,
+) -> Result<Launched, RuntimeError> {
     let spec = bundle::load_spec(bundle_dir)?;
     let layout = bundle::load_layout(bundle_dir)?;
     layout.prepare()?;
     let mapping = spec::mapping_of(&spec);
-    let flags = clone_flags(&spec);
+    let mut flags = clone_flags(&spec);
+    if let Some(j) = join {
+        flags.remove(CloneFlags::CLONE_NEWNET);
+        if j.userns.is_some() {
+            flags.remove(CloneFlags::CLONE_NEWUSER);
+        }
+    }
     let (mut parent_sock, child_sock) = UnixStream::pair().map_err(|source| RuntimeError::Io {
         path: bundle_dir.to_path_buf(),
         source,
@@ -93,21 +106,30 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
     };
     let mut stack = vec![0u8; STACK_SIZE];
     tracing::debug!(?flags, "clone container init");
-    // SAFETY: the monitor is single-threaded, so the child's copy of the address space is
-    // consistent (no lock held by another thread); the callback only uses data cloned
-    // into the child and ends in execve or returns an exit code.
-    let pid = unsafe {
-        nix::sched::clone(
-            Box::new(|| init::run(&args)),
-            &mut stack,
+    let pid = match join {
+        Some(j) => super::launch_join::clone_joined(
+            j,
             flags,
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(|source| RuntimeError::Kernel {
-        call: format!("clone({flags:?})"),
-        source,
-    })?;
+            &mut stack,
+            &|| init::run(&args),
+            mapping.as_ref(),
+        )?,
+        // SAFETY: the monitor is single-threaded, so the child's copy of the address
+        // space is consistent (no lock held by another thread); the callback only uses
+        // data cloned into the child and ends in execve or returns an exit code.
+        None => unsafe {
+            nix::sched::clone(
+                Box::new(|| init::run(&args)),
+                &mut stack,
+                flags,
+                Some(libc::SIGCHLD),
+            )
+        }
+        .map_err(|source| RuntimeError::Kernel {
+            call: format!("clone({flags:?})"),
+            source,
+        })?,
+    };
     drop(child_sock);
     let fail = |e: RuntimeError| {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -115,13 +137,24 @@ pub fn launch(bundle_dir: &Path, io: &ContainerIo) -> Result<Launched, RuntimeEr
         e
     };
     let userns = if let Some(m) = &mapping {
-        m.apply(pid.as_raw()).map_err(|e| fail(e.into()))?;
+        // A joined user namespace has its maps already.
+        if flags.contains(CloneFlags::CLONE_NEWUSER) {
+            m.apply(pid.as_raw()).map_err(|e| fail(e.into()))?;
+        }
         Some(open_ns(pid, "user").map_err(fail)?)
     } else {
         None
     };
     let netns = if flags.contains(CloneFlags::CLONE_NEWNET) {
         Some(open_ns(pid, "net").map_err(fail)?)
+    } else if let Some(j) = join {
+        // ns:PATH may publish ports: the connector works in the joined namespace.
+        Some(j.netns.try_clone().map_err(|source| {
+            fail(RuntimeError::Io {
+                path: bundle_dir.to_path_buf(),
+                source,
+            })
+        })?)
     } else {
         None
     };

@@ -15,8 +15,10 @@ mod init;
 pub mod join;
 pub mod labels;
 pub mod launch;
+mod launch_join;
 pub mod mount_flag;
 mod mounts;
+pub mod networks;
 pub mod notify;
 mod process;
 pub mod pty;
@@ -85,6 +87,13 @@ pub enum NetworkMode {
     None,
     /// The container shares the host's network namespace.
     Host,
+    /// `container:NAME`: shares that container's user and network namespaces.
+    Container,
+    /// `ns:PATH`: joins a network namespace file (and, rootless, its owner user
+    /// namespace).
+    Ns,
+    /// `NAME[,NAME]`: attached to user-defined networks (its own network namespace).
+    Bridge,
 }
 
 impl NetworkMode {
@@ -92,10 +101,19 @@ impl NetworkMode {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
+            s if s.starts_with("container:") => Ok(NetworkMode::Container),
+            s if s.starts_with("ns:") => Ok(NetworkMode::Ns),
+            s if networks::network_names(s)
+                .iter()
+                .all(|n| crate::storage::networks::valid_name(n))
+                && !s.is_empty() =>
+            {
+                Ok(NetworkMode::Bridge)
+            }
             other => Err(RuntimeError::BadFlag {
                 flag: "--network",
                 detail: format!(
-                    "network mode {other:?} is not supported yet: use \"host\" or \"none\""
+                    "network mode {other:?} is not supported: use host, none, container:NAME, ns:PATH or a network name"
                 ),
             }),
         }
@@ -121,6 +139,10 @@ pub struct CreateOptions {
     pub read_only_tmpfs: Option<bool>,
     pub tmpfs: Vec<String>,
     pub network: Option<String>,
+    /// `--network-alias` values (user-defined networks only).
+    pub network_aliases: Vec<String>,
+    /// `--ip`: a static address on the (single) user-defined network.
+    pub ip: Option<String>,
     /// `-p/--publish` values as given ([ip:][hostPort:]containerPort[/proto]).
     pub publish: Vec<String>,
     /// `-P/--publish-all`: the image's EXPOSEd ports on free host ports.

@@ -285,7 +285,8 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     if inp.mapping.is_some() {
         ns.insert(0, LinuxNamespaceType::User);
     }
-    if inp.network == NetworkMode::None {
+    // container: and ns: join a network namespace at start (runtime/networks.rs).
+    if matches!(inp.network, NetworkMode::None | NetworkMode::Bridge) {
         ns.push(LinuxNamespaceType::Network);
     }
     let mut linux = Linux::default();

@@ -170,7 +170,7 @@ pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeErro
             "/sys",
             &["rbind", "nosuid", "noexec", "nodev", "ro"],
         )),
-        NetworkMode::None => mounts.push(mount(
+        _ => mounts.push(mount(
             "/sys",
             "sysfs",
             "sysfs",

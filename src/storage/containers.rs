@@ -226,11 +226,15 @@ impl Store {
     }
 
     pub fn delete_container(&mut self, id: &str) -> Result<(), StorageError> {
+        // Its addresses go with it (trigger); the networks' members files follow.
+        let networks = self.network_names_of(id);
         self.write(|tx| {
             tx.execute("DELETE FROM containers WHERE id = ?1", [id])
                 .map_err(|e| db_err(tx, e))?;
             Ok(())
-        })
+        })?;
+        self.sync_member_files_by_name(&networks);
+        Ok(())
     }
 
     /// Marks (or clears) a user's request to stop, which the restart policy honours.

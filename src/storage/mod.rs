@@ -11,6 +11,9 @@ pub mod layer_build;
 pub mod layer_helper;
 pub mod layers;
 pub mod lock;
+pub mod network_cache;
+pub mod networks;
+pub mod subnet;
 pub mod unpack;
 pub mod userns_auto;
 pub mod volumes;
@@ -59,6 +62,13 @@ pub enum StorageError {
     /// A volume name that is not [a-zA-Z0-9][a-zA-Z0-9_.-]*.
     #[error("volume name {0:?} is invalid: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
     BadVolumeName(String),
+    /// No network has this name or ID.
+    #[error("unable to find network with name or ID {0}: network not found")]
+    NoSuchNetwork(String),
+    /// A network change that conflicts with the store (name taken, subnet overlap,
+    /// address in use); the text says which.
+    #[error("{0}")]
+    NetworkConflict(String),
     /// Corrupt data in the store.
     #[error("corrupt record {what}: {detail}: run `skiff system reset` if this persists")]
     Corrupt { what: String, detail: String },
@@ -205,10 +215,12 @@ impl Store {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {VOLUMES_TABLE} COMMIT;"))
                 .map_err(StorageError::db(&db))?;
         }
-        Ok(Store {
+        let mut store = Store {
             paths: paths.clone(),
             conn,
-        })
+        };
+        store.ensure_network_tables()?;
+        Ok(store)
     }
 
     /// A store with an in-memory placeholder connection, for a process that must let go

@@ -23,6 +23,7 @@ mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod networks;
 mod ports;
 mod progress;
 mod run_flags;
