@@ -195,6 +195,8 @@ pub enum Command {
     ArchiveHelper,
     #[command(name = "__rm-tree", hide = true)]
     RmTree { dirs: Vec<PathBuf> },
+    #[command(name = "__chown-root", hide = true)]
+    ChownRoot { files: Vec<PathBuf> },
     #[command(name = "__unshare", hide = true)]
     UnshareHelper {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -284,6 +286,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Monitor(a) => Ok(crate::monitor::main(&ctx.paths, &a)),
         Command::UnpackLayer(a) => Ok(crate::storage::layer_helper::main(&a)),
         Command::RmTree { dirs } => Ok(crate::userns::rm_tree_main(&ctx.paths, &dirs)),
+        Command::ChownRoot { files } => Ok(crate::userns::reach::chown_root_main(&ctx.paths, &files)),
         Command::UnshareHelper { command } => Ok(system::unshare_helper(&ctx, &command)),
     }
 }

@@ -225,7 +225,7 @@ pub fn create(
             auto: false,
             default_user: None,
         },
-        None => super::userns_mode::resolve(store, &id, default_mapping, &userns_mode)?,
+        None => super::userns_mode::resolve(store, &id, default_mapping, &userns_mode, image)?,
     };
     super::userns_mode::prepare_layers(store, image, image_name, &id, &resolved)?;
     let keep_id_opts;
@@ -243,8 +243,11 @@ pub fn create(
     let mapping_key = crate::image::pull::mapping_key(mapping);
     let mut lower = Vec::new();
     for l in image.layers.iter().rev() {
-        let dir = store
-            .layer(&l.diff_id, &mapping_key)?
+        let found = store.layer(&l.diff_id, &mapping_key);
+        if !matches!(found, Ok(Some(_))) {
+            super::userns_mode::release(store, &id, &resolved);
+        }
+        let dir = found?
             .ok_or_else(|| RuntimeError::Bundle {
                 path: store.paths.layers(),
                 detail: format!(
@@ -260,7 +263,13 @@ pub fn create(
     }
     // Named volumes are created on first use and anonymous ones get their names here,
     // so the stored options name every volume the container mounts.
-    let (mut prepared, new_volumes) = super::volumes::prepare(store, opts)?;
+    let (mut prepared, new_volumes) = match super::volumes::prepare(store, opts) {
+        Ok(v) => v,
+        Err(e) => {
+            super::userns_mode::release(store, &id, &resolved);
+            return Err(e);
+        }
+    };
     if net.network.is_some() {
         prepared.network = net.network.clone();
     }
@@ -295,6 +304,7 @@ pub fn create(
         tracing::warn!("{w}");
     }
     if let Err(e) = store.insert_container(&record) {
+        super::userns_mode::release(store, &id, &resolved);
         super::volumes::forget(store, &new_volumes);
         return Err(e.into());
     }
@@ -322,7 +332,8 @@ pub fn create(
             store,
             target_dir: net.target_dir.as_deref(),
         },
-    );
+    )
+    .and_then(|()| super::userns_mode::prepare_reach(store, &dir, mapping));
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = store.delete_container(&id);

@@ -33,12 +33,13 @@ fn bad(detail: String) -> RuntimeError {
 }
 
 /// Turns the mode into a mapping; `default` is the user's default mapping (None as
-/// root). Allots an `auto` slice to `id`.
+/// root). Allots an `auto` slice to `id`, sized from `size=` or from the image.
 pub fn resolve(
     store: &mut Store,
     id: &str,
     default: Option<&IdMapping>,
     mode: &UsernsMode,
+    image: &ImageRecord,
 ) -> Result<Resolved, RuntimeError> {
     let own = (store.paths.uid, store.paths.gid);
     let plain = |mapping: Option<IdMapping>| Resolved {
@@ -50,28 +51,27 @@ pub fn resolve(
         // Root: the default is no user namespace at all.
         return match mode {
             UsernsMode::Default | UsernsMode::Host => Ok(plain(None)),
-            UsernsMode::KeepId { .. } | UsernsMode::NoMap => Err(bad(
-                "keep-id and nomap are only supported in rootless mode: as root, use --uidmap".into(),
-            )),
-            UsernsMode::Auto { .. } | UsernsMode::Custom { .. } => Err(bad(
-                "user namespaces for root containers (--userns=auto, --uidmap) are not supported yet: run rootless, or without these flags".into(),
+            // podman's own words.
+            UsernsMode::KeepId { .. } => Err(bad("keep-id is only supported in rootless mode".into())),
+            UsernsMode::NoMap => Err(bad("nomap is only supported in rootless mode".into())),
+            UsernsMode::Auto { .. } => Err(root_auto_error()),
+            UsernsMode::Custom { .. } => Err(bad(
+                "user namespaces for root containers (--uidmap) are not supported yet: run rootless, or without these flags".into(),
             )),
         };
     };
-    if let Some(what) = leaves_out_own_ids(mode, default, own) {
-        return Err(bad(format!(
-            "{what}: mappings that leave out your own UID and GID are not supported yet (the store is private to your UID, so the container could not reach its files): use --userns=keep-id, or a --uidmap/--gidmap that maps 0:0:1"
-        )));
-    }
     let auto_start = match mode {
-        UsernsMode::Auto { size } => {
-            let n = size.unwrap_or(modes::AUTO_DEFAULT_SIZE);
+        UsernsMode::Auto { size, .. } => {
+            let n = match size {
+                Some(n) => *n,
+                None => image_size(store, image, default),
+            };
             let end = modes::space(&default.uids).min(modes::space(&default.gids));
             match store.allocate_auto_range(id, n, end)? {
-                Ok(start) => Some(start),
+                Ok(start) => Some((start, n)),
                 Err(full) => {
                     return Err(bad(format!(
-                        "auto: no free range of {n} IDs left in your {} subordinate IDs ({} taken by other auto containers): remove some, or ask for a smaller size=",
+                        "auto: could not find enough available IDs: no free range of {n} IDs in your {} subordinate IDs ({} taken by other auto containers): remove some, or give a smaller auto:size=",
                         end.saturating_sub(1),
                         full.used
                     )))
@@ -80,7 +80,15 @@ pub fn resolve(
         }
         _ => None,
     };
-    let mapping = modes::rootless_mapping(mode, default, own, auto_start);
+    let mode_sized = match (mode, auto_start) {
+        (UsernsMode::Auto { uids, gids, .. }, Some((_, n))) => UsernsMode::Auto {
+            size: Some(n),
+            uids: uids.clone(),
+            gids: gids.clone(),
+        },
+        _ => mode.clone(),
+    };
+    let mapping = modes::rootless_mapping(&mode_sized, default, own, auto_start.map(|a| a.0));
     if mapping.is_err() && auto_start.is_some() {
         let _ = store.release_auto_range(id);
     }
@@ -89,6 +97,65 @@ pub fn resolve(
         auto: auto_start.is_some(),
         default_user: modes::default_user(mode, own),
     })
+}
+
+/// Frees the `auto` slice of a container whose create failed before its record was
+/// written (the record's deletion frees it otherwise).
+pub fn release(store: &mut Store, id: &str, r: &Resolved) {
+    if r.auto {
+        let _ = store.release_auto_range(id);
+    }
+}
+
+/// As root, podman takes auto slices from the `containers` user's ranges.
+fn root_auto_error() -> RuntimeError {
+    let has = |f: &str| {
+        std::fs::read_to_string(f)
+            .map(|t| t.lines().any(|l| l.starts_with("containers:")))
+            .unwrap_or(false)
+    };
+    if has("/etc/subuid") && has("/etc/subgid") {
+        bad("--userns=auto for root containers is not supported yet: run rootless (each user's subordinate IDs are carved up the same way)".into())
+    } else {
+        bad("auto: cannot find mappings for user \"containers\": no subuid ranges found for user \"containers\" in /etc/subuid: ask an admin to add a range for \"containers\" to /etc/subuid and /etc/subgid".into())
+    }
+}
+
+/// podman's size for `auto` without `size=`: the highest UID/GID the image's
+/// /etc/passwd and /etc/group name (nobody aside) plus one, at least 1024.
+fn image_size(store: &Store, image: &ImageRecord, default: &IdMapping) -> u32 {
+    let key = crate::image::pull::mapping_key(Some(default));
+    let mut dirs = Vec::new();
+    for l in image.layers.iter().rev() {
+        if let Ok(Some(d)) = store.layer(&l.diff_id, &key) {
+            dirs.push(d);
+        }
+    }
+    let mut max = 0u32;
+    for file in ["etc/passwd", "etc/group"] {
+        // The topmost layer that has the file wins (whiteouts aside).
+        let Some(text) = dirs
+            .iter()
+            .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+        else {
+            continue;
+        };
+        max = max.max(max_id(&text));
+    }
+    max.saturating_add(1).max(modes::AUTO_DEFAULT_SIZE)
+}
+
+/// The highest ID in the third field of a passwd/group file, ignoring nobody/nogroup.
+fn max_id(text: &str) -> u32 {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let name = *f.first()?;
+            let id: u32 = f.get(2)?.parse().ok()?;
+            (name != "nobody" && name != "nogroup" && id != 65534).then_some(id)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Unpacks the image's layers for the mapping where missing; frees the `auto` slice
@@ -107,23 +174,57 @@ pub fn prepare_layers(
     res.map_err(|e| RuntimeError::Image(Box::new(e)))
 }
 
-/// Names the mode when its mapping would not map the user's own UID and GID.
-fn leaves_out_own_ids(
-    mode: &UsernsMode,
-    default: &IdMapping,
-    own: (u32, u32),
-) -> Option<&'static str> {
-    match mode {
-        UsernsMode::NoMap => Some("nomap"),
-        UsernsMode::Auto { .. } => Some("auto"),
-        UsernsMode::Custom { .. } => {
-            let m = modes::rootless_mapping(mode, default, own, None).ok()?;
-            let has = |v: &[crate::userns::IdRange], id: u32| {
-                v.iter()
-                    .any(|r| id >= r.outside && (id as u64) < r.outside as u64 + r.count as u64)
-            };
-            (!(has(&m.uids, own.0) && has(&m.gids, own.1))).then_some("--uidmap/--gidmap")
+/// For a mapping that leaves out the user's own IDs (see `crate::userns::reach`): lets
+/// the container's root search its way to the layers, the bundle and its volumes, and
+/// gives it its writable dirs, generated /etc files and new (empty) volumes.
+pub fn prepare_reach(
+    store: &Store,
+    bundle_dir: &std::path::Path,
+    mapping: Option<&IdMapping>,
+) -> Result<(), RuntimeError> {
+    use crate::userns::reach;
+    let own = (store.paths.uid, store.paths.gid);
+    let Some(m) = mapping.filter(|m| reach::leaves_out_owner(m, own)) else {
+        return Ok(());
+    };
+    let spec = super::bundle::load_spec(bundle_dir)?;
+    let volumes = store.paths.root.join("volumes");
+    let mut search = vec![store.paths.layers(), bundle_dir.to_path_buf()];
+    let mut chown = vec![bundle_dir.join("upper"), bundle_dir.join("work")];
+    for mnt in spec.mounts().iter().flatten() {
+        let Some(src) = mnt.source().as_ref() else {
+            continue;
+        };
+        if src.starts_with(bundle_dir) {
+            chown.push(src.clone());
+        } else if src.starts_with(&volumes) && src.ends_with("_data") {
+            if let Some(parent) = src.parent() {
+                search.push(parent.to_path_buf());
+            }
+            // A volume the user's own containers already filled keeps its owners.
+            let fresh = std::fs::read_dir(src).is_ok_and(|mut d| d.next().is_none());
+            let mine = std::os::unix::fs::MetadataExt::uid(
+                &std::fs::metadata(src).map_err(|source| RuntimeError::Io {
+                    path: src.clone(),
+                    source,
+                })?,
+            ) == own.0;
+            if fresh && mine {
+                chown.push(src.clone());
+            }
         }
-        _ => None,
+    }
+    reach::make_searchable(&search, own.0)?;
+    reach::chown_to_root(&store.paths, m, &chown)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwd_max_skips_nobody() {
+        let t = "root:x:0:0::/root:/bin/sh\napp:x:1500:1500::/:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n";
+        assert_eq!(super::max_id(t), 1500);
+        assert_eq!(super::max_id(""), 0);
     }
 }

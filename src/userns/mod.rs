@@ -4,6 +4,7 @@
 
 mod helper;
 pub mod modes;
+pub mod reach;
 mod remove;
 mod subid;
 

@@ -19,8 +19,14 @@ pub enum UsernsMode {
     KeepId { uid: Option<u32>, gid: Option<u32> },
     /// Only subordinate IDs; the user's own ID is not mapped.
     NoMap,
-    /// A free slice of the subordinate range, recorded in the store.
-    Auto { size: Option<u32> },
+    /// A free slice of the subordinate range, recorded in the store; `uids`/`gids` are
+    /// podman's `uidmapping=`/`gidmapping=` extras (container IDs they cover are taken
+    /// out of the slice's order, host IDs in podman's rootless terms).
+    Auto {
+        size: Option<u32>,
+        uids: Vec<IdRange>,
+        gids: Vec<IdRange>,
+    },
     /// --uidmap/--gidmap, in podman's terms.
     Custom {
         uids: Vec<IdRange>,
@@ -150,21 +156,82 @@ pub fn parse(
             }
             Ok(UsernsMode::KeepId { uid: m.0, gid: m.1 })
         }
-        "auto" => {
-            let mut size = None;
-            for (_, v) in parse_opts(mode, opts, &["size"])? {
-                if v == 0 {
-                    return Err(bad("--userns", "auto: size must be above 0".into()));
-                }
-                size = Some(v);
-            }
-            Ok(UsernsMode::Auto { size })
-        }
+        "auto" => parse_auto(opts),
         _ => Err(bad(
             "--userns",
             format!("invalid user namespace mode {u:?}: use host, keep-id[:uid=UID,gid=GID], nomap, auto[:size=N] or --uidmap"),
         )),
     }
+}
+
+/// `auto[:size=N,uidmapping=C:H:N,gidmapping=C:H:N]`; podman separates options with
+/// commas, and a mapping's own fields with colons, so they split cleanly.
+fn parse_auto(opts: &str) -> Result<UsernsMode, UsernsError> {
+    let (mut size, mut uids, mut gids) = (None, Vec::new(), Vec::new());
+    for kv in opts.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "size" => {
+                let n: u32 = v.parse().map_err(|_| {
+                    bad(
+                        "--userns",
+                        format!("invalid value {v:?} for size in auto: give a number of IDs above 0"),
+                    )
+                })?;
+                if n == 0 {
+                    return Err(bad("--userns", "auto: size must be above 0".into()));
+                }
+                size = Some(n);
+            }
+            "uidmapping" => uids.extend(parse_map("--userns", &[v.to_string()])?),
+            "gidmapping" => gids.extend(parse_map("--userns", &[v.to_string()])?),
+            _ => {
+                return Err(bad(
+                    "--userns",
+                    format!("unknown option {k:?} for auto: use size, uidmapping, gidmapping"),
+                ))
+            }
+        }
+    }
+    check_disjoint("--userns", &uids)?;
+    check_disjoint("--userns", &gids)?;
+    Ok(UsernsMode::Auto { size, uids, gids })
+}
+
+/// The auto slice `[start, start+n)` (intermediate terms) spread over container IDs
+/// `0..n` that the explicit extras leave free, followed by the extras, as
+/// containers-storage builds it.
+fn auto_ranges(start: u32, n: u32, extra: &[IdRange]) -> Vec<IdRange> {
+    let mut out = Vec::new();
+    let (mut inside, mut at, mut left) = (0u64, start as u64, n as u64);
+    while left > 0 {
+        // Skip container IDs an extra mapping covers.
+        if let Some(e) = extra
+            .iter()
+            .find(|e| inside >= e.inside as u64 && inside < e.inside as u64 + e.count as u64)
+        {
+            inside = e.inside as u64 + e.count as u64;
+            continue;
+        }
+        let next = extra
+            .iter()
+            .map(|e| e.inside as u64)
+            .filter(|&i| i > inside)
+            .min()
+            .unwrap_or(u64::MAX);
+        let take = left.min(next - inside);
+        out.push(IdRange {
+            inside: inside as u32,
+            outside: at as u32,
+            count: take as u32,
+        });
+        inside += take;
+        at += take;
+        left -= take;
+    }
+    out.extend_from_slice(extra);
+    out.sort_by_key(|r| r.inside);
+    out
 }
 
 /// How many IDs the intermediate (podman-style) space has: 1 + subordinate IDs.
@@ -288,15 +355,14 @@ pub fn rootless_mapping(
             };
             build("--userns", one(tu), one(tg))
         }
-        UsernsMode::Auto { size } => {
+        UsernsMode::Auto { size, uids, gids } => {
             let start = auto_start.ok_or_else(|| bad("--userns", "auto: no range allotted".into()))?;
             let n = size.unwrap_or(AUTO_DEFAULT_SIZE);
-            let r = vec![IdRange {
-                inside: 0,
-                outside: start,
-                count: n,
-            }];
-            build("--userns", r.clone(), r)
+            build(
+                "--userns",
+                auto_ranges(start, n, uids),
+                auto_ranges(start, n, gids),
+            )
         }
         UsernsMode::Custom { uids, gids } => {
             Ok(IdMapping {
@@ -369,7 +435,11 @@ mod tests {
         let m = rootless_mapping(&UsernsMode::NoMap, &d, (1001, 1001), None).unwrap();
         assert_eq!(m.uids, vec![r(0, 200000, 65536)]);
         let m = rootless_mapping(
-            &UsernsMode::Auto { size: Some(10) },
+            &UsernsMode::Auto {
+                size: Some(10),
+                uids: vec![],
+                gids: vec![],
+            },
             &d,
             (1001, 1001),
             Some(5),
@@ -386,5 +456,18 @@ mod tests {
         assert!(parse(Some("bogus"), &[], &[]).is_err());
         assert!(parse(Some("keep-id:uid=x"), &[], &[]).is_err());
         assert!(rootless_mapping(&UsernsMode::Host, &d, (1001, 1001), None).is_err());
+    }
+
+    #[test]
+    fn auto_options() {
+        let m = parse(Some("auto:size=100,uidmapping=0:0:1"), &[], &[]).unwrap();
+        let m = rootless_mapping(&m, &default(), (1001, 1001), Some(1)).unwrap();
+        // Container 0 is the user (podman's host 0); 1..99 come from the slice.
+        assert_eq!(m.uids, vec![r(0, 1001, 1), r(1, 200000, 100)]);
+        assert_eq!(m.gids, vec![r(0, 200000, 100)]);
+        assert!(parse(Some("auto:size=0"), &[], &[]).is_err());
+        assert!(parse(Some("auto:size=x"), &[], &[]).is_err());
+        assert!(parse(Some("auto:uidmapping=0:1"), &[], &[]).is_err());
+        assert!(parse(Some("auto:bogus=1"), &[], &[]).is_err());
     }
 }
