@@ -193,6 +193,8 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
         "HealthcheckOnFailureAction": "none",
         "sdNotifyMode": o.sdnotify.clone().unwrap_or_else(|| "container".into()),
     });
+    let (userns_mode, id_mappings) =
+        crate::runtime::userns_mode::inspect_view(&o.security, spec.as_ref(), &ctx.paths);
     let mut host_config = json!({
             "Binds": o.volumes,
             "CgroupManager": "cgroupfs",
@@ -230,7 +232,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
             "SecurityOpt": crate::runtime::security::inspect_security_opt(&o.security),
             "Tmpfs": tmpfs_map(&o.tmpfs),
             "UTSMode": "private",
-            "UsernsMode": "",
+            "UsernsMode": userns_mode,
             "ShmSize": 65536000,
             "Runtime": "oci",
             "ConsoleSize": [0, 0],
@@ -251,6 +253,9 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
     });
     if let (Some(h), Value::Object(z)) = (host_config.as_object_mut(), unset) {
         h.extend(z);
+    }
+    if let (Some(h), Some((u, g))) = (host_config.as_object_mut(), id_mappings) {
+        h.insert("IDMappings".into(), json!({"UidMap": u, "GidMap": g}));
     }
     let network_settings = json!({
         "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,

@@ -29,7 +29,7 @@ pub mod signal;
 pub mod spec;
 pub mod spec_mounts;
 pub mod sysctl;
-mod userns_mode;
+pub mod userns_mode;
 pub mod volumes;
 
 use std::path::PathBuf;

@@ -219,6 +219,45 @@ pub fn prepare_reach(
     Ok(())
 }
 
+/// What `inspect` shows, as podman 4.3.1 does: HostConfig.UsernsMode ("private" for
+/// keep-id, nomap and --uidmap, "" for the default and auto, "host") and, for any
+/// mapping but the default, IDMappings as "CONTAINER:HOST:SIZE" in podman's rootless
+/// terms (host 0 is the user, 1 the first subordinate ID).
+pub fn inspect_view(
+    sec: &super::SecurityOptions,
+    spec: Option<&oci_spec::runtime::Spec>,
+    paths: &crate::config::Paths,
+) -> (String, Option<(Vec<String>, Vec<String>)>) {
+    let mode = parse(sec).unwrap_or(UsernsMode::Default);
+    let name = match &mode {
+        UsernsMode::Default | UsernsMode::Auto { .. } => "",
+        UsernsMode::Host => "host",
+        UsernsMode::KeepId { .. } | UsernsMode::NoMap | UsernsMode::Custom { .. } => "private",
+    };
+    let shown = !matches!(mode, UsernsMode::Default | UsernsMode::Host);
+    let mapping = spec.and_then(super::spec::mapping_of).filter(|_| shown);
+    let view = mapping.map(|m| {
+        let default = paths
+            .rootless
+            .then(|| IdMapping::for_current_user(paths.uid, paths.gid).ok())
+            .flatten();
+        let fmt = |v: &[crate::userns::IdRange], d: Option<&[crate::userns::IdRange]>| {
+            let v = match d {
+                Some(d) => modes::untranslate(d, v),
+                None => v.to_vec(),
+            };
+            v.iter()
+                .map(|r| format!("{}:{}:{}", r.inside, r.outside, r.count))
+                .collect::<Vec<_>>()
+        };
+        (
+            fmt(&m.uids, default.as_ref().map(|d| d.uids.as_slice())),
+            fmt(&m.gids, default.as_ref().map(|d| d.gids.as_slice())),
+        )
+    });
+    (name.to_string(), view)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

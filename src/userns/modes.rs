@@ -280,6 +280,44 @@ pub fn translate(
     Ok(out)
 }
 
+/// The reverse of [`translate`]: host IDs back into the intermediate space (for
+/// inspect), merging ranges that translate split; IDs outside it stay as they are.
+pub fn untranslate(default: &[IdRange], host: &[IdRange]) -> Vec<IdRange> {
+    let mut out: Vec<IdRange> = Vec::new();
+    for h in host {
+        let (mut inside, mut at, mut left) = (h.inside as u64, h.outside as u64, h.count as u64);
+        while left > 0 {
+            let (outside, n) = match default
+                .iter()
+                .find(|d| at >= d.outside as u64 && at < d.outside as u64 + d.count as u64)
+            {
+                Some(d) => (
+                    d.inside as u64 + (at - d.outside as u64),
+                    left.min(d.outside as u64 + d.count as u64 - at),
+                ),
+                None => (at, left),
+            };
+            match out.last_mut() {
+                Some(l)
+                    if l.inside as u64 + l.count as u64 == inside
+                        && l.outside as u64 + l.count as u64 == outside =>
+                {
+                    l.count += n as u32
+                }
+                _ => out.push(IdRange {
+                    inside: inside as u32,
+                    outside: outside as u32,
+                    count: n as u32,
+                }),
+            }
+            inside += n;
+            at += n;
+            left -= n;
+        }
+    }
+    out
+}
+
 /// keep-id in intermediate terms: 0..t from the subordinate IDs, t as the user (0),
 /// the rest after it, as podman lays it out.
 fn keep_id_ranges(flag: &'static str, t: u32, total: u64) -> Result<Vec<IdRange>, UsernsError> {
@@ -469,5 +507,17 @@ mod tests {
         assert!(parse(Some("auto:size=x"), &[], &[]).is_err());
         assert!(parse(Some("auto:uidmapping=0:1"), &[], &[]).is_err());
         assert!(parse(Some("auto:bogus=1"), &[], &[]).is_err());
+        // inspect shows podman's terms again.
+        let k = rootless_mapping(
+            &parse(Some("keep-id"), &[], &[]).unwrap(),
+            &default(),
+            (1001, 1001),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            untranslate(&default().uids, &k.uids),
+            vec![r(0, 1, 1001), r(1001, 0, 1), r(1002, 1002, 64535)]
+        );
     }
 }
