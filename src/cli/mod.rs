@@ -286,7 +286,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Monitor(a) => Ok(crate::monitor::main(&ctx.paths, &a)),
         Command::UnpackLayer(a) => Ok(crate::storage::layer_helper::main(&a)),
         Command::RmTree { dirs } => Ok(crate::userns::rm_tree_main(&ctx.paths, &dirs)),
-        Command::ChownRoot { files } => Ok(crate::userns::reach::chown_root_main(&ctx.paths, &files)),
+        Command::ChownRoot { files } => {
+            Ok(crate::userns::reach::chown_root_main(&ctx.paths, &files))
+        }
         Command::UnshareHelper { command } => Ok(system::unshare_helper(&ctx, &command)),
     }
 }

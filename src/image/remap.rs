@@ -78,9 +78,8 @@ pub fn ensure_layers(
     let paths = store.paths.clone();
     // A mapping without the user's own ID (nomap, auto) could not write into the store:
     // the helper gets the user too, at an ID no image uses.
-    let helper_mapping = mapping.map(|m| {
-        crate::userns::reach::with_owner(m, (store.paths.uid, store.paths.gid))
-    });
+    let helper_mapping =
+        mapping.map(|m| crate::userns::reach::with_owner(m, (store.paths.uid, store.paths.gid)));
     let mapping = helper_mapping.as_ref();
     let results: Vec<Result<u64, ImageError>> = rt.block_on(
         futures_util::stream::iter(jobs.iter().zip(&blobs))

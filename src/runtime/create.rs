@@ -247,14 +247,13 @@ pub fn create(
         if !matches!(found, Ok(Some(_))) {
             super::userns_mode::release(store, &id, &resolved);
         }
-        let dir = found?
-            .ok_or_else(|| RuntimeError::Bundle {
-                path: store.paths.layers(),
-                detail: format!(
-                    "layer {} of image {} is not unpacked for this user: pull the image again",
-                    l.diff_id, image_name
-                ),
-            })?;
+        let dir = found?.ok_or_else(|| RuntimeError::Bundle {
+            path: store.paths.layers(),
+            detail: format!(
+                "layer {} of image {} is not unpacked for this user: pull the image again",
+                l.diff_id, image_name
+            ),
+        })?;
         lower.push(
             dir.file_name()
                 .map(|f| f.to_string_lossy().to_string())

@@ -203,12 +203,13 @@ pub fn prepare_reach(
             }
             // A volume the user's own containers already filled keeps its owners.
             let fresh = std::fs::read_dir(src).is_ok_and(|mut d| d.next().is_none());
-            let mine = std::os::unix::fs::MetadataExt::uid(
-                &std::fs::metadata(src).map_err(|source| RuntimeError::Io {
-                    path: src.clone(),
-                    source,
-                })?,
-            ) == own.0;
+            let mine =
+                std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(src).map_err(|source| {
+                    RuntimeError::Io {
+                        path: src.clone(),
+                        source,
+                    }
+                })?) == own.0;
             if fresh && mine {
                 chown.push(src.clone());
             }

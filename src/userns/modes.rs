@@ -175,7 +175,9 @@ fn parse_auto(opts: &str) -> Result<UsernsMode, UsernsError> {
                 let n: u32 = v.parse().map_err(|_| {
                     bad(
                         "--userns",
-                        format!("invalid value {v:?} for size in auto: give a number of IDs above 0"),
+                        format!(
+                            "invalid value {v:?} for size in auto: give a number of IDs above 0"
+                        ),
                     )
                 })?;
                 if n == 0 {

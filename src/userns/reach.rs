@@ -93,11 +93,7 @@ pub fn make_searchable(dirs: &[PathBuf], own_uid: u32) -> Result<(), UsernsError
 
 /// Chowns `files` (under the store root) to the container's root, from a helper in a
 /// user namespace that maps that root (as 0) and the user.
-pub fn chown_to_root(
-    paths: &Paths,
-    m: &IdMapping,
-    files: &[PathBuf],
-) -> Result<(), UsernsError> {
+pub fn chown_to_root(paths: &Paths, m: &IdMapping, files: &[PathBuf]) -> Result<(), UsernsError> {
     if files.is_empty() {
         return Ok(());
     }
@@ -131,7 +127,12 @@ pub fn chown_to_root(
         "__chown-root".into(),
     ];
     args.extend(files.iter().map(|d| d.as_os_str().to_owned()));
-    let mut h = spawn_helper(Path::new("/proc/self/exe"), &args, Some(&helper_map), |_| {})?;
+    let mut h = spawn_helper(
+        Path::new("/proc/self/exe"),
+        &args,
+        Some(&helper_map),
+        |_| {},
+    )?;
     let status = h.child.wait().map_err(|e| err(&files[0], e))?;
     if !status.success() {
         return Err(err(

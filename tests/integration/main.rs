@@ -31,4 +31,5 @@ mod seccomp;
 mod security;
 mod systemd;
 mod unpack;
+mod userns_modes;
 mod volumes;

@@ -516,24 +516,3 @@ fn bad_security_input_fails_cleanly_and_changes_nothing() {
         assert_eq!(snapshot(&env), before, "flags {flags:?} changed the store");
     }
 }
-
-#[test]
-fn nomap_and_auto_say_they_are_not_supported_yet() {
-    let fx = require!(images::try_fixtures());
-    let env = require!(TestEnv::try_rootless());
-    let bb = &fx.busybox.reference;
-    pull(&env, bb);
-    let before = snapshot(&env);
-    for (flags, needle) in [
-        (vec!["--userns=nomap"], "nomap"),
-        (vec!["--userns=auto"], "auto"),
-        (vec!["--uidmap", "0:1:1000"], "--uidmap"),
-    ] {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(&flags);
-        args.extend_from_slice(&[bb, "true"]);
-        let out = env.run(&args);
-        assert_error(&out, 125, &[needle, "not supported yet", "keep-id"]);
-    }
-    assert_eq!(snapshot(&env), before);
-}
