@@ -22,7 +22,7 @@ pub struct SecurityFlags {
     /// Add a host device: HOST-PATH[:CONTAINER-PATH][:PERMISSIONS]
     #[arg(long, value_name = "DEVICE")]
     pub device: Vec<String>,
-    /// User namespace: host, keep-id[:uid=UID,gid=GID], nomap, auto[:size=N]
+    /// User namespace: host, keep-id[:uid=UID,gid=GID], nomap, auto[:size=N,uidmapping=C:H:N,gidmapping=C:H:N]
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
     /// UID mapping: CONTAINER-ID:HOST-ID:COUNT (rootless: HOST-ID counts in your user namespace)

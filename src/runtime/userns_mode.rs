@@ -220,6 +220,9 @@ pub fn prepare_reach(
     Ok(())
 }
 
+/// UidMap and GidMap entries ("CONTAINER:HOST:SIZE") for inspect.
+pub type InspectMaps = (Vec<String>, Vec<String>);
+
 /// What `inspect` shows, as podman 4.3.1 does: HostConfig.UsernsMode ("private" for
 /// keep-id, nomap and --uidmap, "" for the default and auto, "host") and, for any
 /// mapping but the default, IDMappings as "CONTAINER:HOST:SIZE" in podman's rootless
@@ -228,7 +231,7 @@ pub fn inspect_view(
     sec: &super::SecurityOptions,
     spec: Option<&oci_spec::runtime::Spec>,
     paths: &crate::config::Paths,
-) -> (String, Option<(Vec<String>, Vec<String>)>) {
+) -> (String, Option<InspectMaps>) {
     let mode = parse(sec).unwrap_or(UsernsMode::Default);
     let name = match &mode {
         UsernsMode::Default | UsernsMode::Auto { .. } => "",

@@ -159,7 +159,7 @@ pub fn parse(
         "auto" => parse_auto(opts),
         _ => Err(bad(
             "--userns",
-            format!("invalid user namespace mode {u:?}: use host, keep-id[:uid=UID,gid=GID], nomap, auto[:size=N] or --uidmap"),
+            format!("invalid user namespace mode {u:?}: use host, keep-id[:uid=UID,gid=GID], nomap, auto[:size=N,uidmapping=C:H:N,gidmapping=C:H:N] or --uidmap"),
         )),
     }
 }

@@ -134,7 +134,11 @@ fn auto_containers_get_disjoint_slices_freed_on_rm() {
     env.run(&["rm", "-f", &a]).success();
     // (busybox has a file owned by 1000, so the slice must be larger than that.)
     let c = start("--userns=auto:size=1010");
-    assert_eq!(map_of(&c), vec![vec![0, su as u64, 1010]], "fits a's freed slot");
+    assert_eq!(
+        map_of(&c),
+        vec![vec![0, su as u64, 1010]],
+        "fits a's freed slot"
+    );
     env.run(&["rm", "-f", &b, &c]).success();
 }
 
