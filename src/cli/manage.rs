@@ -146,17 +146,8 @@ pub fn remove_container(
     let _guard = crate::storage::lock::FileLock::exclusive(&lock).map_err(anyhow::Error::from)?;
     let found = store.find_container(&rec.id).map_err(anyhow::Error::from)?;
     let c = refresh(store, found)?;
-    let deps = crate::runtime::networks::dependents(store, &c.id);
-    if !deps.is_empty() {
-        return Err(RemoveError::Other(super::Exit::with(
-            125,
-            format!(
-                "container {} has dependent containers which must be removed before it: {}: container already exists",
-                c.id,
-                deps.join(", ")
-            ),
-        )));
-    }
+    crate::runtime::networks::check_no_dependents(store, &c.id)
+        .map_err(|msg| RemoveError::Other(super::Exit::with(125, msg)))?;
     if matches!(c.state, State::Running | State::Paused) {
         if !force {
             return Err(RemoveError::Running(c.id.clone()));

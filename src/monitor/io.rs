@@ -49,6 +49,11 @@ impl Client {
         self.ctl.write_all(line.as_bytes()).is_ok()
     }
 
+    /// Writes a message of the monitor's own to the client's stderr.
+    pub fn write_err(&mut self, data: &[u8]) -> bool {
+        write_all_fd(self.stderr.as_fd(), data)
+    }
+
     fn write_out(&mut self, stream: Stream, data: &[u8]) -> bool {
         let fd = match stream {
             Stream::Stdout => &self.stdout,

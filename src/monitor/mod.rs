@@ -273,7 +273,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             Ok(r) => Some(r),
             Err(e) => {
                 if o.rm {
-                    cleanup(&mut store, &rec.id, None);
+                    let _ = cleanup(&mut store, &rec.id, None);
                 }
                 return Err((125, e.to_string()));
             }
@@ -413,7 +413,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
                 let _ = store.set_exited(&rec.id, code, crate::storage::now());
                 if first {
                     if o.rm {
-                        cleanup(&mut store, &rec.id, None);
+                        let _ = cleanup(&mut store, &rec.id, None);
                     }
                     let _ = std::fs::remove_file(&sock_path);
                     if let Some(i) = rep.client.take() {
@@ -431,7 +431,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             let _ = store.set_exited(&rec.id, 125, crate::storage::now());
             if first {
                 if o.rm {
-                    cleanup(&mut store, &rec.id, launched.userns.as_ref());
+                    let _ = cleanup(&mut store, &rec.id, launched.userns.as_ref());
                 }
                 let _ = std::fs::remove_file(&sock_path);
                 if let Some(i) = rep.client.take() {
@@ -502,7 +502,14 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     };
     let _ = store.set_exited(&rec.id, code, crate::storage::now());
     if o.rm {
-        cleanup(&mut store, &rec.id, last_userns.as_ref());
+        if let Err(msg) = cleanup(&mut store, &rec.id, last_userns.as_ref()) {
+            // podman logs this and keeps the container; the exit code stays the
+            // container's. Attached clients see it on their stderr.
+            let line = format!("ERROR removing container {}: {msg}\n", rec.id);
+            for c in io.clients.iter_mut() {
+                c.write_err(line.as_bytes());
+            }
+        }
     }
     let _ = std::fs::remove_file(&sock_path);
     for c in io.clients.iter_mut() {
@@ -525,8 +532,10 @@ fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes a container's files and record.
-fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) {
+/// Removes a container's files and record (`--rm`), unless other containers share its
+/// namespaces: then it is kept, as podman keeps it, and the refusal is returned.
+fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) -> Result<(), String> {
+    crate::runtime::networks::check_no_dependents(store, id)?;
     let dir = store.paths.container_dir(id);
     // The container's own user namespace (kept open by fd) saves spawning newuidmap.
     if userns.is_some() || !store.paths.rootless {
@@ -535,6 +544,7 @@ fn cleanup(store: &mut Store, id: &str, userns: Option<&OwnedFd>) {
         let _ = crate::runtime::remove_container_dir(&store.paths, &dir);
     }
     let _ = store.delete_container(id);
+    Ok(())
 }
 
 /// Sends an sd_notify message to systemd (when it started us, with NotifyAccess=all):

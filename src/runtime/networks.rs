@@ -60,10 +60,9 @@ pub fn dependency_of(cfg: &ContainerConfig) -> Option<&str> {
 }
 
 /// IDs of the containers that share `id`'s network namespace (`container:<id>`).
-pub fn dependents(store: &Store, id: &str) -> Vec<String> {
-    store
-        .containers()
-        .unwrap_or_default()
+pub fn dependents(store: &Store, id: &str) -> Result<Vec<String>, crate::storage::StorageError> {
+    Ok(store
+        .containers()?
         .into_iter()
         .filter(|c| {
             serde_json::from_str::<ContainerConfig>(&c.config)
@@ -71,7 +70,22 @@ pub fn dependents(store: &Store, id: &str) -> Vec<String> {
                 .is_some_and(|cfg| dependency_of(&cfg) == Some(id))
         })
         .map(|c| c.id)
-        .collect()
+        .collect())
+}
+
+/// Refuses the removal of a container that others still share (`container:<id>`),
+/// with podman's message; an exited `--rm` container is kept for the same reason.
+/// A store that cannot be read refuses too: removing blind could orphan a dependent.
+pub fn check_no_dependents(store: &Store, id: &str) -> Result<(), String> {
+    let deps = dependents(store, id)
+        .map_err(|e| format!("listing the containers that depend on {id}: {e}"))?;
+    if deps.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "container {id} has dependent containers which must be removed before it: {}: container already exists",
+        deps.join(", ")
+    ))
 }
 
 /// What create learned about the network mode.

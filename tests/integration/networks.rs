@@ -676,3 +676,93 @@ fn rootful_networks_and_container_mode() {
     ok(&env, &["rm", "-f", "srv", "m"]);
     assert_eq!(ok(&env, &["network", "rm", "rnet"]), "rnet");
 }
+
+/// A `--rm` container that others share (`container:NAME`) is kept when it exits, as
+/// podman keeps it: its monitor's cleanup makes the same dependents check as `rm`. A
+/// foreground run still exits with the container's code and says why on stderr.
+#[test]
+fn rm_on_exit_keeps_a_container_others_share() {
+    let (env, img) = setup(require!(TestEnv::try_rootless()));
+    let status = |c: &str| ok(&env, &["inspect", "--format", "{{.State.Status}}", c]);
+    // Foreground: the CLI returns only after the monitor's cleanup.
+    let fg = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            env.run(&[
+                "run",
+                "--rm",
+                "--name",
+                "t",
+                img,
+                "sh",
+                "-c",
+                "until [ -e /go ]; do sleep 0.1; done; exit 3",
+            ])
+        });
+        until(Duration::from_secs(20), "t runs", || {
+            env.run(&["inspect", "--format", "{{.State.Status}}", "t"])
+                .stdout_trim()
+                == "running"
+        });
+        let dep = ok(
+            &env,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "dep",
+                "--network",
+                "container:t",
+                img,
+                "sleep",
+                "1000",
+            ],
+        );
+        ok(&env, &["exec", "t", "touch", "/go"]);
+        (t.join().expect("foreground run"), dep)
+    });
+    let (out, dep) = fg;
+    out.assert_code(3);
+    let err = out.stderr_str();
+    assert!(
+        err.contains("removing container") && err.contains("has dependent containers"),
+        "{}",
+        out.describe()
+    );
+    assert!(err.contains(&dep), "{}", out.describe());
+    assert_eq!(status("t"), "exited");
+    assert_eq!(status("dep"), "running");
+    // Once the dependent is gone, the target can go too.
+    ok(&env, &["rm", "-f", "dep"]);
+    ok(&env, &["rm", "t"]);
+
+    // Detached (the monitor is the only one left to clean up): wait for it to be gone.
+    ok(
+        &env,
+        &["run", "-d", "--rm", "--name", "t2", img, "sleep", "2"],
+    );
+    let monitor = ok(&env, &["inspect", "--format", "{{.State.ConmonPid}}", "t2"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "dep2",
+            "--network",
+            "container:t2",
+            img,
+            "sleep",
+            "1000",
+        ],
+    );
+    until(Duration::from_secs(20), "t2's monitor exits", || {
+        !std::path::Path::new(&format!("/proc/{monitor}")).exists()
+    });
+    assert_eq!(status("t2"), "exited");
+    assert_eq!(status("dep2"), "running");
+    ok(&env, &["rm", "-f", "dep2"]);
+    ok(&env, &["rm", "t2"]);
+    // A --rm container nobody shares is still removed when it exits.
+    ok(&env, &["run", "--rm", "--name", "t3", img, "true"]);
+    assert_error(&env.run(&["inspect", "t3"]), 125, &["t3"]);
+}
