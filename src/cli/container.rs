@@ -183,9 +183,15 @@ pub struct StartArgs {
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Stop running containers first (SIGKILL)
+    /// Stop running containers first (SIGKILL, or with --time the stop signal first)
     #[arg(short, long)]
     pub force: bool,
+    /// With --force: seconds to wait for the stop signal to work before killing
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u32>,
+    /// Remove the containers that depend on each one first (--network container:)
+    #[arg(long)]
+    pub depend: bool,
     /// Remove all containers
     #[arg(short, long)]
     pub all: bool,
@@ -525,6 +531,13 @@ pub(super) fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::R
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+    wait_monitor(c);
+    Ok(())
+}
+
+/// Waits (up to 5 s) for the container's monitor to finish: it records the exit and,
+/// for `--rm`, removes the container itself.
+pub(super) fn wait_monitor(c: &ContainerRecord) {
     if let (Some(mp), Some(ms)) = (c.monitor_pid, c.monitor_start) {
         for _ in 0..500 {
             if !crate::monitor::is_alive(mp, ms) {
@@ -533,38 +546,8 @@ pub(super) fn kill_and_wait(store: &mut Store, c: &ContainerRecord) -> anyhow::R
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
-    let found = store.find_container(&c.id)?;
-    refresh(store, found)?;
-    Ok(())
 }
 
 pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
-    let mut store = Store::open(&ctx.paths)?;
-    let mut code = 0;
-    let names: Vec<String> = if a.all {
-        store.containers()?.into_iter().map(|c| c.id).collect()
-    } else {
-        super::cidfile::targets(&a.containers, &a.cidfile, a.ignore)?
-    };
-    for name in &names {
-        let c = match store.find_container(name) {
-            Ok(c) => c,
-            // With --all, a container that removed itself meanwhile (--rm) is not an error.
-            Err(_) if a.all || a.ignore => continue,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = 1;
-                continue;
-            }
-        };
-        match super::manage::remove_container(ctx, &mut store, &c, a.force) {
-            Err(_) if (a.all || a.ignore) && store.find_container(&c.id).is_err() => continue,
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = e.exit_code();
-            }
-        }
-    }
-    Ok(code)
+    super::rm::rm(ctx, a)
 }

@@ -142,23 +142,59 @@ pub fn remove_container(
     rec: &ContainerRecord,
     force: bool,
 ) -> Result<(), RemoveError> {
+    remove_container_with(ctx, store, rec, force, None)
+}
+
+/// [`remove_container`] for `rm -f -t SECONDS`: with `stop_time` a running container
+/// gets its stop signal and that long to exit before SIGKILL (as `stop -t`); without,
+/// it is killed at once.
+pub fn remove_container_with(
+    ctx: &Ctx,
+    store: &mut Store,
+    rec: &ContainerRecord,
+    force: bool,
+    stop_time: Option<u32>,
+) -> Result<(), RemoveError> {
     let lock = lock_path(ctx, &rec.id);
     let _guard = crate::storage::lock::FileLock::exclusive(&lock).map_err(anyhow::Error::from)?;
     let found = store.find_container(&rec.id).map_err(anyhow::Error::from)?;
     let c = refresh(store, found)?;
+    let running = matches!(c.state, State::Running | State::Paused);
+    // podman checks the state before the dependents.
+    if running && !force {
+        return Err(RemoveError::Running(c.id.clone()));
+    }
     crate::runtime::networks::check_no_dependents(store, &c.id)
         .map_err(|msg| RemoveError::Other(super::Exit::with(125, msg)))?;
-    if matches!(c.state, State::Running | State::Paused) {
-        if !force {
-            return Err(RemoveError::Running(c.id.clone()));
+    if running {
+        if let Some(t) = stop_time {
+            let stopped = lifecycle::stop_one(ctx, store, &c, Some(t));
+            container::wait_monitor(&c);
+            if let Err(e) = stopped {
+                if store.find_container(&c.id).is_ok() {
+                    return Err(e.into());
+                }
+            }
+        } else {
+            if c.state == State::Paused {
+                // Frozen tasks (cgroup v1) do not die from SIGKILL until thawed.
+                if let Some(pid) = c.pid {
+                    let _ = cgroup::set_frozen(&c.id, &c.name, pid, false);
+                }
+            }
+            container::kill_and_wait(store, &c)?;
         }
-        if c.state == State::Paused {
-            // Frozen tasks (cgroup v1) do not die from SIGKILL until thawed.
-            if let Some(pid) = c.pid {
-                let _ = cgroup::set_frozen(&c.id, &c.name, pid, false);
+        match store.find_container(&c.id) {
+            Ok(now) => {
+                refresh(store, now)?;
+            }
+            Err(_) => {
+                // A `--rm` container: its monitor removed it once it exited.
+                let _ = std::fs::remove_file(crate::monitor::attach_socket(&ctx.paths, &c.id));
+                let _ = std::fs::remove_file(&lock);
+                return Ok(());
             }
         }
-        container::kill_and_wait(store, &c)?;
     }
     crate::runtime::remove_container_dir(&ctx.paths, &ctx.paths.container_dir(&c.id))
         .map_err(anyhow::Error::from)?;

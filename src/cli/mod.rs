@@ -21,6 +21,7 @@ mod manage;
 mod network;
 mod port;
 mod ps;
+mod rm;
 mod security_flags;
 mod settings;
 mod store;

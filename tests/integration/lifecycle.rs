@@ -1028,6 +1028,83 @@ fn rm_detached_container_is_gone_after_exit() {
     assert_eq!(listing(&containers_dir(&env)), Vec::<String>::new());
 }
 
+/// `rm -f -t SECONDS` (podman's): the stop signal first, SIGKILL only after SECONDS;
+/// `-t` without `-f` is refused; `rm -f` of a running `--rm` container succeeds.
+#[test]
+fn rm_force_time_stops_gracefully_first() {
+    let (env, bb) = require!(setup());
+    let out_dir = env.work.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    env.give(&out_dir);
+    let vol = format!("{}:/out", out_dir.display());
+    run_d(
+        &env,
+        &[
+            "--name",
+            "g",
+            "-v",
+            &vol,
+            &bb,
+            "sh",
+            "-c",
+            "trap 'touch /out/term; exit 7' TERM; touch /out/up; while :; do sleep 0.1; done",
+        ],
+    );
+    until(Duration::from_secs(10), "the trap is set", || {
+        out_dir.join("up").exists()
+    });
+    // Refused without -f, and nothing changes.
+    let before = snapshot(&env);
+    assert_error(
+        &env.run(&["rm", "-t", "5", "g"]),
+        125,
+        &["--force", "--time"],
+    );
+    assert_error(
+        &env.run(&["rm", "-f", "-t", "x", "g"]),
+        125,
+        &["x", "--time"],
+    );
+    assert_eq!(snapshot(&env), before);
+    assert_eq!(status(&env, "g"), "running");
+    let t0 = Instant::now();
+    let out = env.run(&["rm", "-f", "-t", "10", "g"]);
+    assert_eq!(out.success().stdout_trim(), "g");
+    assert!(
+        out_dir.join("term").exists(),
+        "SIGTERM never reached the trap"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    env.run(&["inspect", "g"]).assert_code(125);
+
+    // A process that ignores SIGTERM is killed after the timeout.
+    run_d(&env, &["--name", "s", &bb, "sleep", "1000"]);
+    let t0 = Instant::now();
+    assert_eq!(
+        env.run(&["rm", "-f", "--time", "2", "s"])
+            .success()
+            .stdout_trim(),
+        "s"
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    env.run(&["inspect", "s"]).assert_code(125);
+
+    // A running --rm container: its monitor removes it, and rm still succeeds.
+    for time in [&[][..], &["-t", "1"][..]] {
+        run_d(&env, &["--rm", "--name", "r", &bb, "sleep", "1000"]);
+        let mut args = vec!["rm", "-f"];
+        args.extend_from_slice(time);
+        args.push("r");
+        assert_eq!(env.run(&args).success().stdout_trim(), "r");
+        env.run(&["inspect", "r"]).assert_code(125);
+    }
+    assert_eq!(listing(&containers_dir(&env)), Vec::<String>::new());
+}
+
 #[test]
 fn init_is_pid_1_and_reaps_orphans() {
     let (env, bb) = require!(setup());

@@ -563,11 +563,15 @@ fn container_mode_shares_the_network_namespace() {
     assert_eq!(ns("srv", "user"), ns("dep", "user"));
     assert_ne!(ns("srv", "uts"), ns("dep", "uts"));
 
-    // The target cannot be removed while a dependent exists, not even with -f.
+    // The target cannot be removed while a dependent exists, not even with -f; without
+    // -f podman names the running state first (exit 2).
     let before = snapshot(&env);
-    for args in [&["rm", "srv"][..], &["rm", "-f", "srv"][..]] {
-        assert_error(&env.run(args), 125, &[&id, "dependent containers", &dep]);
-    }
+    assert_error(&env.run(&["rm", "srv"]), 2, &[&id, "is running"]);
+    assert_error(
+        &env.run(&["rm", "-f", "srv"]),
+        125,
+        &[&id, "dependent containers", &dep],
+    );
     assert_eq!(snapshot(&env), before);
 
     // Bad input.
@@ -765,4 +769,58 @@ fn rm_on_exit_keeps_a_container_others_share() {
     // A --rm container nobody shares is still removed when it exits.
     ok(&env, &["run", "--rm", "--name", "t3", img, "true"]);
     assert_error(&env.run(&["inspect", "t3"]), 125, &["t3"]);
+}
+
+/// `rm --depend`: the containers that share one's namespaces (and theirs) go first,
+/// each named by its full ID; without -f running ones stay, with podman's exit code 2.
+#[test]
+fn rm_depend_removes_dependents_first() {
+    let (env, img) = setup(require!(TestEnv::try_rootless()));
+    let a = ok(&env, &["run", "-d", "--name", "a", img, "sleep", "1000"]);
+    let b = ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "b",
+            "--network",
+            "container:a",
+            img,
+            "sleep",
+            "1000",
+        ],
+    );
+    let c = ok(
+        &env,
+        &[
+            "create",
+            "--name",
+            "c",
+            "--network",
+            "container:b",
+            img,
+            "sleep",
+            "1000",
+        ],
+    );
+    // Not forced: only the stopped leaf goes; both running ones are refused.
+    let out = env.run(&["rm", "--depend", "a"]);
+    out.assert_code(2);
+    assert_eq!(out.stdout_trim(), c);
+    let err = out.stderr_str();
+    assert!(
+        err.contains(&format!("cannot remove container {b} as it is running"))
+            && err.contains(&format!("cannot remove container {a} as it is running")),
+        "{}",
+        out.describe()
+    );
+    env.run(&["inspect", "c"]).assert_code(125);
+    // Forced: dependents first, all by full ID.
+    let out = env.run(&["rm", "-f", "--depend", "a"]);
+    assert_eq!(out.success().stdout_trim(), format!("{b}\n{a}"));
+    assert_eq!(ok(&env, &["ps", "-aq"]), "");
+    // Nothing depends on it: just itself, by ID.
+    let x = ok(&env, &["create", "--name", "x", img, "true"]);
+    assert_eq!(ok(&env, &["rm", "--depend", "x"]), x);
 }
