@@ -221,11 +221,16 @@ fn child(
     super::signal::reset_for_exec();
     process::set_rlimits(proc)?;
     let id = process::resolve_user(user)?;
+    // The command leads a session (and process group) of its own inside the container,
+    // as under runc: a session left behind in the helper's namespace would show as 0
+    // there, and a shell's job control or a setsid() would behave differently. With a
+    // terminal, the leader is the one that takes it as its controlling tty.
+    tracing::debug!("setsid");
+    k(nix::unistd::setsid().map(drop), "setsid")?;
     if req.tty {
         let slave = open_pty(req, sync)?;
         // The command's user must be able to reopen its terminal (as with run -t).
         let _ = nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(id.uid)), None);
-        k(nix::unistd::setsid().map(drop), "setsid")?;
         // SAFETY: TIOCSCTTY on the slave we own makes it our controlling terminal.
         k(
             unsafe { tiocsctty(slave.as_raw_fd(), 0) }.map(drop),

@@ -309,6 +309,60 @@ fn exec_tty_gets_a_pty_inside_the_container() {
     assert!(out.stdout_str().contains("got-abc"), "{}", out.describe());
 }
 
+/// Prints `S: pid pgrp session tty_nr tpgid` of the shell itself (no quotes inside, so
+/// it can be single-quoted for a host shell).
+const SESSION_PROBE: &str = "read -r a b c d e f g h r </proc/$$/stat; echo S: $$ $e $f $g $h";
+
+/// The five numbers after `S:` in `text`.
+fn session_fields(text: &str) -> Vec<String> {
+    let after = text.split("S: ").nth(1).unwrap_or("");
+    after
+        .split_whitespace()
+        .take(5)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The exec'd command leads its own session and process group inside the container, as
+/// under runc (so its own setsid() fails with EPERM), with or without -i; with -t it
+/// is also the terminal's foreground process group.
+#[test]
+fn exec_command_leads_its_own_session() {
+    require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootless());
+    start(&env, "web", &[]);
+    for flags in [&[][..], &["-i"][..]] {
+        let mut args = flags.to_vec();
+        args.extend_from_slice(&["web", "sh", "-c", SESSION_PROBE]);
+        let line = exec_out(&env, &args);
+        let f = session_fields(&line);
+        assert_eq!(f.len(), 5, "{line}");
+        assert_eq!(f[1], f[0], "process group of {flags:?}: {line}");
+        assert_eq!(f[2], f[0], "session of {flags:?}: {line}");
+        assert_eq!(f[3], "0", "no terminal without -t: {line}");
+    }
+    skip_if_no_script!();
+    let bin = skiff_bin().display().to_string();
+    for t in ["-t", "-it"] {
+        let out = in_pty(
+            &env,
+            &format!("{bin} exec {t} web sh -c '{SESSION_PROBE}'"),
+            b"",
+        );
+        let f = session_fields(&out.stdout_str());
+        assert_eq!(f.len(), 5, "{}", out.describe());
+        assert_eq!(f[1], f[0], "{}", out.describe());
+        assert_eq!(f[2], f[0], "{}", out.describe());
+        assert_ne!(
+            f[3],
+            "0",
+            "the pty is its controlling terminal: {}",
+            out.describe()
+        );
+        assert_eq!(f[4], f[0], "foreground process group: {}", out.describe());
+    }
+}
+
 fn owner_in(env: &TestEnv, ctr: &str, path: &str) -> String {
     exec_out(env, &[ctr, "stat", "-c", "%u:%g", path])
         .trim()
