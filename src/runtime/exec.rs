@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::join::{self, Target};
 use super::process::{self, Fail};
-use super::spec::USER_ANNOTATION;
+use super::spec::{USER_ANNOTATION, USER_IMPLICIT_ANNOTATION};
 
 /// What the CLI asks the helper to run; sent as one JSON line on the sync socket (not in
 /// argv, where other users could read the environment).
@@ -166,6 +166,17 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
                 .and_then(|m| m.get(USER_ANNOTATION).cloned())
         })
         .unwrap_or_else(|| format!("{}:{}", proc.user().uid(), proc.user().gid()));
+    let groups = if req.user.is_some() {
+        process::Groups::ExecAsUser
+    } else {
+        process::Groups::ExecAsContainer {
+            user_named: !spec
+                .annotations()
+                .as_ref()
+                .and_then(|m| m.get(USER_IMPLICIT_ANNOTATION))
+                .is_some_and(|v| v == "1"),
+        }
+    };
     // Our own session: a ctrl-c on the user's terminal reaches the CLI only, which
     // forwards it once; the command must not get it twice.
     let _ = nix::unistd::setsid();
@@ -181,7 +192,7 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
             drop(status_r);
             let nonroot = super::security::nonroot_caps(&spec);
             let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-            let f = match child(req, &proc, &user, &nonroot, filter.as_ref(), sync) {
+            let f = match child(req, &proc, (&user, groups), &nonroot, filter.as_ref(), sync) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -213,14 +224,14 @@ enum Never {}
 fn child(
     req: &ExecRequest,
     proc: &Process,
-    user: &str,
+    (user, groups): (&str, process::Groups),
     nonroot_caps: &str,
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     sync: &UnixStream,
 ) -> Result<Never, Fail> {
     super::signal::reset_for_exec();
     process::set_rlimits(proc)?;
-    let id = process::resolve_user(user)?;
+    let id = process::resolve_user(user, groups)?;
     // The command leads a session (and process group) of its own inside the container,
     // as under runc: a session left behind in the helper's namespace would show as 0
     // there, and a shell's job control or a setsid() would behave differently. With a

@@ -15,7 +15,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::launch::ContainerIo;
 use super::process::{self, Fail};
-use super::spec::{INIT_ANNOTATION, USER_ANNOTATION};
+use super::spec::{INIT_ANNOTATION, USER_ANNOTATION, USER_IMPLICIT_ANNOTATION};
 use super::{mounts, pty};
 use crate::rootfs::RootfsLayout;
 
@@ -237,7 +237,18 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         .as_ref()
         .and_then(|m| m.get(USER_ANNOTATION).cloned())
         .unwrap_or_else(|| format!("{}:{}", p.user().uid(), p.user().gid()));
-    let id = process::resolve_user(&user)?;
+    let implicit = a
+        .spec
+        .annotations()
+        .as_ref()
+        .and_then(|m| m.get(USER_IMPLICIT_ANNOTATION))
+        .is_some_and(|v| v == "1");
+    let id = process::resolve_user(
+        &user,
+        process::Groups::Run {
+            user_named: !implicit,
+        },
+    )?;
     super::chown::chown_volumes(a.spec, id.uid, id.gid).map_err(Fail::engine)?;
     let cwd = p.cwd().clone();
     if !cwd.exists() {

@@ -58,7 +58,9 @@ fn group_lookup(name: &str) -> Option<u32> {
     })
 }
 
-fn supplementary(user: &str, primary: u32) -> Vec<u32> {
+/// The groups that list `user` as a member in the container's /etc/group (none when
+/// the image has no such file), sorted.
+fn memberships(user: &str) -> Vec<u32> {
     let Ok(text) = std::fs::read_to_string("/etc/group") else {
         return Vec::new();
     };
@@ -71,17 +73,53 @@ fn supplementary(user: &str, primary: u32) -> Vec<u32> {
             }
             f[2].parse().ok()
         })
-        .filter(|g| *g != primary)
         .collect();
-    // Keep the kernel's order stable: sorted, primary first (the caller prepends it).
     v.sort_unstable();
     v.dedup();
     v
 }
 
+/// The supplementary groups as podman 4.3 sets them: `primary` adds the primary group
+/// first, `members` the user's memberships in /etc/group unless a group was named too
+/// (`user:group`). An image without /etc/group gives no memberships.
+fn supplementary(
+    name: &str,
+    gid: u32,
+    group_named: bool,
+    primary: bool,
+    members: bool,
+) -> Vec<u32> {
+    let mut groups = Vec::new();
+    if primary {
+        groups.push(gid);
+    }
+    if members && !group_named && !name.is_empty() {
+        for g in memberships(name) {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+    }
+    groups
+}
+
+/// Which supplementary groups a process gets, by how it is started (podman 4.3.1).
+#[derive(Clone, Copy, Debug)]
+pub enum Groups {
+    /// The container's init: the primary group when a user was named (`--user` or the
+    /// image's User), then the /etc/group memberships.
+    Run { user_named: bool },
+    /// `exec` without `--user`: the container's primary group when a user was named,
+    /// no memberships.
+    ExecAsContainer { user_named: bool },
+    /// `exec --user`: the /etc/group memberships only.
+    ExecAsUser,
+}
+
 /// Resolves `user[:group]` (names or numbers) against the container's files, as podman
-/// does: unknown names fail, unknown numbers are used as they are.
-pub fn resolve_user(spec_user: &str) -> Result<Identity, Fail> {
+/// does: unknown names fail, unknown numbers are used as they are. `kind` decides the
+/// supplementary groups.
+pub fn resolve_user(spec_user: &str, kind: Groups) -> Result<Identity, Fail> {
     let (u, g) = match spec_user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec_user, None),
@@ -107,11 +145,12 @@ pub fn resolve_user(spec_user: &str) -> Result<Identity, Fail> {
             })?,
         },
     };
-    // The primary group is listed too, as podman does (`id` shows it under groups=).
-    let mut groups = vec![gid];
-    if !name.is_empty() {
-        groups.extend(supplementary(&name, gid));
-    }
+    let (primary, members) = match kind {
+        Groups::Run { user_named } => (user_named, true),
+        Groups::ExecAsContainer { user_named } => (user_named, false),
+        Groups::ExecAsUser => (false, true),
+    };
+    let groups = supplementary(&name, gid, g.is_some(), primary, members);
     Ok(Identity {
         uid,
         gid,

@@ -57,6 +57,10 @@ pub const READONLY_PATHS: &[&str] = &[
 /// /etc/passwd, which only exists once the rootfs is mounted.
 pub const USER_ANNOTATION: &str = "io.skiff.user";
 
+/// Set ("1") when neither `--user` nor the image named a user: podman then lists no
+/// primary group among the supplementary ones, only /etc/group memberships.
+pub const USER_IMPLICIT_ANNOTATION: &str = "io.skiff.user-implicit";
+
 /// Annotation asking for skiff's own init as PID 1 (`--init`).
 pub const INIT_ANNOTATION: &str = "io.skiff.init";
 
@@ -218,12 +222,13 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         });
     }
     process.set_cwd(PathBuf::from(cwd));
-    let user_str = opts
+    let named_user = opts
         .user
         .clone()
         .or_else(|| cfg.and_then(|c| c.user().clone()))
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "0".to_string());
+        .filter(|u| !u.is_empty());
+    let user_implicit = named_user.is_none();
+    let user_str = named_user.unwrap_or_else(|| "0".to_string());
     let mut user = User::default();
     let (u, g) = user_str.split_once(':').unwrap_or((&user_str, ""));
     user.set_uid(u.parse().unwrap_or(0));
@@ -343,6 +348,9 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         ann.insert(super::chown::CHOWN_ANNOTATION.to_string(), chown.join("\n"));
     }
     ann.insert(USER_ANNOTATION.to_string(), user_str);
+    if user_implicit {
+        ann.insert(USER_IMPLICIT_ANNOTATION.to_string(), "1".to_string());
+    }
     if !cap_sets.nonroot.is_empty() {
         let mut names: Vec<String> = cap_sets.nonroot.iter().map(|c| c.to_string()).collect();
         names.sort();

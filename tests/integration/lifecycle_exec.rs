@@ -110,9 +110,19 @@ fn exec_user_workdir_env_and_exit_codes() {
     let env = require!(TestEnv::try_rootless());
     start(&env, "web", &["-e", "A=7", "--hostname", "box"]);
 
+    // No user named at run: no supplementary groups (podman); `exec -u` gets only the
+    // user's /etc/group memberships.
     assert_eq!(
         exec_out(&env, &["web", "id"]).trim(),
-        "uid=0(root) gid=0(root) groups=0(root)"
+        "uid=0(root) gid=0(root)"
+    );
+    assert_eq!(
+        exec_out(
+            &env,
+            &["-u", "tester", "web", "grep", "Groups", "/proc/self/status"]
+        )
+        .trim(),
+        "Groups:\t50"
     );
     let out = exec_out(
         &env,

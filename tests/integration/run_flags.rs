@@ -109,6 +109,57 @@ fn user_by_name_gets_home_and_supplementary_groups() {
     out.failure().stderr_contains("nosuchuser");
 }
 
+/// Supplementary groups as podman 4.3.1 sets them: the primary group only when a user
+/// is named, memberships only from the image's /etc/group (none without the file) and
+/// only when no group is named.
+#[test]
+fn supplementary_groups_come_from_the_images_etc_group_only() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootless());
+    // busybox without /etc/group (a whiteout over the fixture's).
+    let mut t = images::LayerTar::new();
+    t.whiteout("etc/group");
+    let layer = images::gzip(t.finish());
+    let img = images::push_image(
+        "skiff-test/no-etc-group",
+        "latest",
+        &[&fx.busybox_layer, &layer],
+        images::host_arch(),
+    )
+    .expect("push the image without /etc/group")
+    .0;
+    let groups = |flags: &[&str], image: &str| -> String {
+        let out = run_sh(
+            &env,
+            flags,
+            image,
+            "[ -e /etc/group ] && echo has-group-file; grep Groups /proc/self/status",
+        );
+        out.trim().to_string()
+    };
+    let none = &img.reference;
+    let bb = &fx.busybox.reference;
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&[], none, "Groups:"),
+        (&["-u", "0"], none, "Groups:\t0"),
+        (&["-u", "5:6"], none, "Groups:\t6"),
+        (&["-u", "tester"], none, "Groups:\t1000"),
+        (&[], bb, "has-group-file\nGroups:"),
+        (&["-u", "root"], bb, "has-group-file\nGroups:\t0"),
+        (&["-u", "tester"], bb, "has-group-file\nGroups:\t50 1000"),
+        (
+            &["-u", "tester:tester"],
+            bb,
+            "has-group-file\nGroups:\t1000",
+        ),
+    ];
+    for (flags, image, want) in cases {
+        assert_eq!(groups(flags, image), *want, "{flags:?} on {image}");
+    }
+    let out = env.run(&["run", "--rm", none, "id"]);
+    assert_eq!(out.success().stdout_trim(), "uid=0(root) gid=0");
+}
+
 #[test]
 fn entrypoint_env_file_and_stdin() {
     let fx = require!(images::try_fixtures());
