@@ -41,17 +41,66 @@ fn in_root(root: &OwnedFd, p: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     )
 }
 
+/// Symlinks followed in one mount point before giving up, as the kernel's ELOOP limit.
+const MAX_LINKS: usize = 40;
+
 /// Opens `dest` inside the root, creating it (as a dir, or an empty file) and missing
-/// parents if needed.
+/// parents if needed. Symlinks on the way are followed inside the root (an absolute
+/// target starts again at the rootfs, `..` stops there), as openat2 RESOLVE_IN_ROOT
+/// resolves them, and what they point to is created when missing, as runc's securejoin
+/// does: `/data -> /some/dir` in the image makes `-v SRC:/data/sub` mount at
+/// /some/dir/sub of the container, never on the host.
 pub fn ensure(root: &OwnedFd, dest: &Path, dir: bool) -> MountResult<OwnedFd> {
-    let r = rel(dest);
-    let comps: Vec<_> = r.components().collect();
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = rel(dest)
+        .components()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    // The resolved path so far: never holds a symlink, so `..` can pop it.
     let mut cur = PathBuf::new();
-    for (i, c) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
-        let next = cur.join(c);
-        match in_root(root, &next, OFlag::O_PATH) {
-            Ok(_) => {}
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        let last = todo.is_empty();
+        let next = cur.join(&c);
+        match in_root(root, &next, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => {
+                let st = ctx(nix::sys::stat::fstat(&fd), || {
+                    format!("resolving {} in the container", next.display())
+                })?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                    cur = next;
+                    continue;
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(format!(
+                        "resolving mount point {} in the container: {}",
+                        dest.display(),
+                        Errno::ELOOP
+                    ));
+                }
+                let target = ctx(nix::fcntl::readlinkat(&fd, ""), || {
+                    format!("reading the symlink {} in the container", next.display())
+                })?;
+                tracing::debug!(link = %next.display(), target = ?target, "mount point through a symlink");
+                let target = Path::new(&target);
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => todo.push_front(n.to_owned()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
             Err(Errno::ENOENT) => {
                 let parent = ctx(
                     in_root(root, &cur, OFlag::O_PATH | OFlag::O_DIRECTORY),
@@ -70,6 +119,7 @@ pub fn ensure(root: &OwnedFd, dest: &Path, dir: bool) -> MountResult<OwnedFd> {
                     )
                     .map(drop)
                 } else {
+                    tracing::debug!(path = %next.display(), "mkdirat");
                     mkdirat(
                         parent.as_fd(),
                         c.as_os_str(),
@@ -77,7 +127,12 @@ pub fn ensure(root: &OwnedFd, dest: &Path, dir: bool) -> MountResult<OwnedFd> {
                     )
                 };
                 match res {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Ok(()) => cur = next,
+                    // Made meanwhile (or a symlink appeared): look at it again.
+                    Err(Errno::EEXIST) if links < MAX_LINKS => {
+                        links += 1;
+                        todo.push_front(c);
+                    }
                     Err(e) => {
                         return Err(format!(
                             "creating mount point {} in the container: {e}",
@@ -93,9 +148,8 @@ pub fn ensure(root: &OwnedFd, dest: &Path, dir: bool) -> MountResult<OwnedFd> {
                 ))
             }
         }
-        cur = next;
     }
-    ctx(in_root(root, &r, OFlag::O_PATH), || {
+    ctx(in_root(root, &cur, OFlag::O_PATH), || {
         format!("opening mount point {} in the container", dest.display())
     })
 }

@@ -165,31 +165,36 @@ fn proc_root_and_volume_symlinks_stay_inside() {
         out.stdout_str(),
         "self_root=inside\npid1_root=inside\nroot=container\n"
     );
-    // The image's /data is a symlink to the victim's host path: a volume mounted at
-    // /data/sub must land inside the container's root, never in the host directory.
+    // The image's /data is a symlink to the victim's host path (absolute, and relative
+    // with more `..` than the rootfs is deep): a volume mounted at /data/sub lands at
+    // that path inside the container's root, created there as podman (runc's
+    // securejoin) creates it, never in the host directory.
     let src = env.dir.join("volsrc");
     std::fs::create_dir(&src).expect("mkdir volsrc");
     std::fs::write(src.join("payload"), "from the volume\n").expect("write payload");
     env.give(&src);
     let vol = format!("{}:/data/sub", src.display());
-    let out = env.run(&[
-        "run",
-        "--rm",
-        "-v",
-        &vol,
-        &image,
-        "sh",
-        "-c",
-        "cat /data/sub/payload; echo x > /data/sub/written; ls /data",
-    ]);
-    // podman (runc's securejoin) creates the mount point inside the root through the
-    // link; skiff refuses the dangling in-root path (exit 125). Either way: not outside.
-    match out.code() {
-        Some(0) => {
-            assert_eq!(out.stdout_str(), "from the volume\nsub\n");
-            assert!(src.join("written").exists(), "the volume was not mounted");
-        }
-        _ => crate::support::assert_error(&out, 125, &["data"]),
+    let rel_target = format!("../../../../../../../..{v}");
+    let rel_image = require!(link_image("escape-link-rel", &rel_target));
+    for (img, written) in [(&image, "written"), (&rel_image, "written-rel")] {
+        let script = format!(
+            "cat /data/sub/payload; echo x > /data/sub/{written}; ls /data; \
+             readlink /data; ls {v}; grep -c ' {v}/sub ' /proc/self/mountinfo"
+        );
+        let out = env.run(&["run", "--rm", "-v", &vol, img, "sh", "-c", &script]);
+        out.success();
+        let link = if img == &image {
+            v.clone()
+        } else {
+            rel_target.clone()
+        };
+        assert_eq!(
+            out.stdout_str(),
+            format!("from the volume\nsub\n{link}\nsub\n1\n"),
+            "{}",
+            out.describe()
+        );
+        assert!(src.join(written).exists(), "the volume was not mounted");
     }
     let mut host: Vec<String> = std::fs::read_dir(&victim)
         .expect("read victim")
