@@ -170,11 +170,11 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
         process::Groups::ExecAsUser
     } else {
         process::Groups::ExecAsContainer {
-            user_named: !spec
+            user_named: spec
                 .annotations()
                 .as_ref()
                 .and_then(|m| m.get(USER_IMPLICIT_ANNOTATION))
-                .is_some_and(|v| v == "1"),
+                .is_none_or(|v| v != "1"),
         }
     };
     // Our own session: a ctrl-c on the user's terminal reaches the CLI only, which
