@@ -31,6 +31,10 @@ pub struct CreateFlags {
     /// User (name or UID) and optional group: USER[:GROUP]
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Add a supplementary group (a name from the image's /etc/group, or a GID);
+    /// keep-groups, alone, is accepted and adds none (runc keeps no host groups)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Override the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -295,6 +299,7 @@ fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRe
         env_files: f.env_file,
         workdir: f.workdir,
         user: f.user,
+        group_add: f.group_add,
         entrypoint: f.entrypoint,
         hostname: f.hostname,
         volumes: f.volume,

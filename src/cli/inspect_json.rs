@@ -219,7 +219,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
             "DnsOptions": [],
             "DnsSearch": o.dns_search,
             "ExtraHosts": o.add_hosts,
-            "GroupAdd": [],
+            "GroupAdd": o.group_add,
             "IpcMode": "private",
             "Cgroup": "",
             "Cgroups": "default",

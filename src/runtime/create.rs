@@ -98,6 +98,22 @@ fn validate_lifecycle(opts: &CreateOptions) -> Result<(), RuntimeError> {
     if let Some(s) = &opts.stop_signal {
         super::signal::parse(s).map_err(|e| bad("--stop-signal", e))?;
     }
+    if opts.group_add.len() > 1 && opts.group_add.iter().any(|g| g == "keep-groups") {
+        return Err(bad(
+            "--group-add",
+            "the '--group-add keep-groups' option is not allowed with any other --group-add options".into(),
+        ));
+    }
+    if let Some(g) = opts
+        .group_add
+        .iter()
+        .find(|g| g.is_empty() || g.contains([',', '\n']))
+    {
+        return Err(bad(
+            "--group-add",
+            format!("invalid group {g:?}: use a group name or GID"),
+        ));
+    }
     super::notify::validate(opts)?;
     if let Some(k) = &opts.detach_keys {
         crate::monitor::proto::parse_detach_keys(k).map_err(|e| bad("--detach-keys", e))?;

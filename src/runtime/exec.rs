@@ -175,8 +175,11 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
                 .as_ref()
                 .and_then(|m| m.get(USER_IMPLICIT_ANNOTATION))
                 .is_none_or(|v| v != "1"),
+            // Resolved in the container (names come from its /etc/group).
+            added: Vec::new(),
         }
     };
+    let group_add = super::spec::group_add(&spec);
     // Our own session: a ctrl-c on the user's terminal reaches the CLI only, which
     // forwards it once; the command must not get it twice.
     let _ = nix::unistd::setsid();
@@ -192,7 +195,14 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
             drop(status_r);
             let nonroot = super::security::nonroot_caps(&spec);
             let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-            let f = match child(req, &proc, (&user, groups), &nonroot, filter.as_ref(), sync) {
+            let f = match child(
+                req,
+                &proc,
+                (&user, groups, &group_add),
+                &nonroot,
+                filter.as_ref(),
+                sync,
+            ) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -224,13 +234,16 @@ enum Never {}
 fn child(
     req: &ExecRequest,
     proc: &Process,
-    (user, groups): (&str, process::Groups),
+    (user, mut groups, group_add): (&str, process::Groups, &[String]),
     nonroot_caps: &str,
     seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     sync: &UnixStream,
 ) -> Result<Never, Fail> {
     super::signal::reset_for_exec();
     process::set_rlimits(proc)?;
+    if let process::Groups::ExecAsContainer { added, .. } = &mut groups {
+        *added = process::added_groups(group_add)?;
+    }
     let id = process::resolve_user(user, groups)?;
     // The command leads a session (and process group) of its own inside the container,
     // as under runc: a session left behind in the helper's namespace would show as 0

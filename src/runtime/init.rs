@@ -243,10 +243,12 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         .as_ref()
         .and_then(|m| m.get(USER_IMPLICIT_ANNOTATION))
         .is_some_and(|v| v == "1");
+    let added = process::added_groups(&super::spec::group_add(a.spec))?;
     let id = process::resolve_user(
         &user,
         process::Groups::Run {
             user_named: !implicit,
+            added,
         },
     )?;
     super::chown::chown_volumes(a.spec, id.uid, id.gid).map_err(Fail::engine)?;

@@ -130,6 +130,8 @@ pub struct CreateOptions {
     pub env_files: Vec<PathBuf>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    /// `--group-add` values, resolved against the image's /etc/group at start.
+    pub group_add: Vec<String>,
     pub entrypoint: Option<String>,
     pub hostname: Option<String>,
     pub volumes: Vec<String>,

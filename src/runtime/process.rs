@@ -80,38 +80,59 @@ fn memberships(user: &str) -> Vec<u32> {
 }
 
 /// The supplementary groups as podman 4.3 sets them: `primary` adds the primary group
-/// first, `members` the user's memberships in /etc/group unless a group was named too
-/// (`user:group`). An image without /etc/group gives no memberships.
+/// first, then the `--group-add` GIDs, then with `members` the user's memberships in
+/// /etc/group unless a group was named too (`user:group`). An image without /etc/group
+/// gives no memberships.
 fn supplementary(
     name: &str,
     gid: u32,
     group_named: bool,
-    primary: bool,
-    members: bool,
+    (primary, added, members): (bool, &[u32], bool),
 ) -> Vec<u32> {
     let mut groups = Vec::new();
     if primary {
         groups.push(gid);
     }
-    if members && !group_named && !name.is_empty() {
-        for g in memberships(name) {
-            if !groups.contains(&g) {
-                groups.push(g);
-            }
+    let from_file = if members && !group_named && !name.is_empty() {
+        memberships(name)
+    } else {
+        Vec::new()
+    };
+    for g in added.iter().chain(&from_file) {
+        if !groups.contains(g) {
+            groups.push(*g);
         }
     }
     groups
 }
 
+/// Resolves `--group-add` values: GIDs as they are, names through the container's
+/// /etc/group (an unknown one fails the start with podman's exit code 126).
+pub fn added_groups(values: &[String]) -> Result<Vec<u32>, Fail> {
+    values
+        .iter()
+        .filter(|v| !v.is_empty() && v.as_str() != "keep-groups")
+        .map(|v| match v.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => group_lookup(v).ok_or_else(|| Fail {
+                code: 126,
+                message: format!(
+                    "looking up supplemental groups: unable to find group {v}: no matching entries in group file"
+                ),
+            }),
+        })
+        .collect()
+}
+
 /// Which supplementary groups a process gets, by how it is started (podman 4.3.1).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Groups {
     /// The container's init: the primary group when a user was named (`--user` or the
-    /// image's User), then the /etc/group memberships.
-    Run { user_named: bool },
+    /// image's User), the `--group-add` GIDs, then the /etc/group memberships.
+    Run { user_named: bool, added: Vec<u32> },
     /// `exec` without `--user`: the container's primary group when a user was named,
-    /// no memberships.
-    ExecAsContainer { user_named: bool },
+    /// the `--group-add` GIDs, no memberships.
+    ExecAsContainer { user_named: bool, added: Vec<u32> },
     /// `exec --user`: the /etc/group memberships only.
     ExecAsUser,
 }
@@ -145,12 +166,12 @@ pub fn resolve_user(spec_user: &str, kind: Groups) -> Result<Identity, Fail> {
             })?,
         },
     };
-    let (primary, members) = match kind {
-        Groups::Run { user_named } => (user_named, true),
-        Groups::ExecAsContainer { user_named } => (user_named, false),
-        Groups::ExecAsUser => (false, true),
+    let how = match &kind {
+        Groups::Run { user_named, added } => (*user_named, added.as_slice(), true),
+        Groups::ExecAsContainer { user_named, added } => (*user_named, added.as_slice(), false),
+        Groups::ExecAsUser => (false, &[][..], true),
     };
-    let groups = supplementary(&name, gid, g.is_some(), primary, members);
+    let groups = supplementary(&name, gid, g.is_some(), how);
     Ok(Identity {
         uid,
         gid,

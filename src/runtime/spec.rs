@@ -61,6 +61,19 @@ pub const USER_ANNOTATION: &str = "io.skiff.user";
 /// primary group among the supplementary ones, only /etc/group memberships.
 pub const USER_IMPLICIT_ANNOTATION: &str = "io.skiff.user-implicit";
 
+/// Annotation carrying the `--group-add` values (comma-separated): names resolve
+/// against the container's own /etc/group at start.
+pub const GROUP_ADD_ANNOTATION: &str = "io.skiff.group-add";
+
+/// The `--group-add` values a spec carries (see [`GROUP_ADD_ANNOTATION`]).
+pub fn group_add(spec: &Spec) -> Vec<String> {
+    spec.annotations()
+        .as_ref()
+        .and_then(|m| m.get(GROUP_ADD_ANNOTATION))
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Annotation asking for skiff's own init as PID 1 (`--init`).
 pub const INIT_ANNOTATION: &str = "io.skiff.init";
 
@@ -350,6 +363,15 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     ann.insert(USER_ANNOTATION.to_string(), user_str);
     if user_implicit {
         ann.insert(USER_IMPLICIT_ANNOTATION.to_string(), "1".to_string());
+    }
+    let group_add: Vec<&str> = opts
+        .group_add
+        .iter()
+        .map(String::as_str)
+        .filter(|g| *g != "keep-groups")
+        .collect();
+    if !group_add.is_empty() {
+        ann.insert(GROUP_ADD_ANNOTATION.to_string(), group_add.join(","));
     }
     if !cap_sets.nonroot.is_empty() {
         let mut names: Vec<String> = cap_sets.nonroot.iter().map(|c| c.to_string()).collect();

@@ -7,7 +7,7 @@ use std::fs;
 
 use crate::images;
 use crate::require;
-use crate::support::{inspect_one, interfaces, pull, run_sh};
+use crate::support::{assert_error, inspect_one, interfaces, pull, run_sh, snapshot};
 use crate::util::TestEnv;
 
 #[test]
@@ -152,12 +152,72 @@ fn supplementary_groups_come_from_the_images_etc_group_only() {
             bb,
             "has-group-file\nGroups:\t1000",
         ),
+        // --group-add: GIDs as they are, names from the image's /etc/group.
+        (&["--group-add", "77"], none, "Groups:\t77"),
+        (&["--group-add", "keep-groups"], none, "Groups:"),
+        (
+            &["-u", "tester", "--group-add", "staff", "--group-add", "9"],
+            bb,
+            "has-group-file\nGroups:\t9 50 1000",
+        ),
     ];
     for (flags, image, want) in cases {
         assert_eq!(groups(flags, image), *want, "{flags:?} on {image}");
     }
     let out = env.run(&["run", "--rm", none, "id"]);
     assert_eq!(out.success().stdout_trim(), "uid=0(root) gid=0");
+    // Bad --group-add: keep-groups with others is refused at create (nothing made); a
+    // name the image does not have fails the start with podman's 126.
+    let before = snapshot(&env);
+    assert_error(
+        &env.run(&[
+            "create",
+            "--group-add",
+            "keep-groups",
+            "--group-add",
+            "5",
+            bb,
+        ]),
+        125,
+        &["keep-groups", "not allowed"],
+    );
+    assert_eq!(snapshot(&env), before);
+    assert_error(
+        &env.run(&["run", "--rm", "--group-add", "staff", none, "true"]),
+        126,
+        &["unable to find group staff"],
+    );
+    // inspect shows them; exec without -u gets them (and no memberships), exec -u
+    // only the user's memberships.
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "ga",
+        "--group-add",
+        "staff",
+        "--group-add",
+        "77",
+        bb,
+        "sleep",
+        "1000",
+    ])
+    .success();
+    let c = inspect_one(&env, &["ga"]);
+    assert_eq!(
+        c["HostConfig"]["GroupAdd"],
+        serde_json::json!(["staff", "77"])
+    );
+    let status = |args: &[&str]| {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["ga", "grep", "Groups", "/proc/self/status"]);
+        env.run(&full).success().stdout_trim()
+    };
+    assert_eq!(status(&[]), "Groups:\t50 77");
+    assert_eq!(status(&["-u", "tester"]), "Groups:\t50");
+    assert_eq!(status(&["-u", "0"]), "Groups:");
+    env.run(&["rm", "-f", "ga"]).success();
 }
 
 #[test]
