@@ -274,43 +274,43 @@ pub fn arch_filter(abis: &[Abi], bad: u32) -> BpfProgram {
 /// A tiny classic-BPF interpreter for the instructions skiff's filters use.
 #[cfg(test)]
 pub fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let word = |off: u32| -> u32 {
-            match off {
-                0 => nr,
-                4 => arch,
-                o if (16..64).contains(&o) => {
-                    let a = args[((o - 16) / 8) as usize];
-                    if (o - 16) % 8 == 0 {
-                        a as u32
-                    } else {
-                        (a >> 32) as u32
-                    }
+    let word = |off: u32| -> u32 {
+        match off {
+            0 => nr,
+            4 => arch,
+            o if (16..64).contains(&o) => {
+                let a = args[((o - 16) / 8) as usize];
+                if (o - 16) % 8 == 0 {
+                    a as u32
+                } else {
+                    (a >> 32) as u32
                 }
-                o => panic!("load at {o}"),
             }
-        };
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let i = &prog[pc];
-            pc += 1;
-            match i.code {
-                0x20 => acc = word(i.k),
-                0x06 => return i.k,
-                0x05 => pc += i.k as usize,
-                0x54 => acc &= i.k,
-                0x15 | 0x25 | 0x35 | 0x45 => {
-                    let t = match i.code {
-                        0x15 => acc == i.k,
-                        0x25 => acc > i.k,
-                        0x35 => acc >= i.k,
-                        _ => acc & i.k != 0,
-                    };
-                    pc += if t { i.jt } else { i.jf } as usize;
-                }
-                c => panic!("opcode {c:#x}"),
+            o => panic!("load at {o}"),
+        }
+    };
+    let (mut pc, mut acc) = (0usize, 0u32);
+    loop {
+        let i = &prog[pc];
+        pc += 1;
+        match i.code {
+            0x20 => acc = word(i.k),
+            0x06 => return i.k,
+            0x05 => pc += i.k as usize,
+            0x54 => acc &= i.k,
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let t = match i.code {
+                    0x15 => acc == i.k,
+                    0x25 => acc > i.k,
+                    0x35 => acc >= i.k,
+                    _ => acc & i.k != 0,
+                };
+                pc += if t { i.jt } else { i.jf } as usize;
             }
+            c => panic!("opcode {c:#x}"),
         }
     }
+}
 
 #[cfg(test)]
 mod tests {
@@ -337,7 +337,10 @@ mod tests {
         // No direct i386 accept or semop: only the multiplexer.
         assert_eq!(targets(Abi::I386, "accept"), vec![(SOCKETCALL, Some(5))]);
         assert_eq!(targets(Abi::I386, "semop"), vec![(IPC, Some(1))]);
-        assert_eq!(targets(Abi::I386, "shmget"), vec![(IPC, Some(23)), (395, None)]);
+        assert_eq!(
+            targets(Abi::I386, "shmget"),
+            vec![(IPC, Some(23)), (395, None)]
+        );
         assert_eq!(targets(Abi::X86_64, "socket"), vec![(41, None)]);
         assert_eq!(targets(Abi::I386, "nope"), vec![]);
     }

@@ -157,7 +157,7 @@ fn muxed(conjs: Option<&Vec<Conj>>, selector: u64) -> Vec<Conj> {
     base.into_iter()
         .map(|c| {
             let mut c: Conj = c.into_iter().filter(|a| a.index() != 0).collect();
-            c.extend(sel.clone());
+            c.extend(sel);
             c
         })
         .collect()
@@ -173,7 +173,10 @@ fn add(db: &mut BTreeMap<i64, Calls>, nr: i64, action: Action, rules: Option<Vec
         }
         (Some(Calls::Rules(v)), Some(r)) => v.extend(r.into_iter().map(|r| (action, r))),
         (None, Some(r)) => {
-            db.insert(nr, Calls::Rules(r.into_iter().map(|r| (action, r)).collect()));
+            db.insert(
+                nr,
+                Calls::Rules(r.into_iter().map(|r| (action, r)).collect()),
+            );
         }
     }
 }
@@ -249,7 +252,12 @@ pub fn compile(sc: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
                 Calls::Rules(v) => {
                     for (a, r) in v {
                         all.entry(nr).or_default().push(r.clone());
-                        by_action.entry(a).or_default().entry(nr).or_default().push(r);
+                        by_action
+                            .entry(a)
+                            .or_default()
+                            .entry(nr)
+                            .or_default()
+                            .push(r);
                     }
                 }
             }
@@ -370,7 +378,11 @@ mod tests {
         for abi in [Abi::X86_64, Abi::I386, Abi::X32] {
             let arch = if abi == Abi::I386 { I386 } else { X86_64 };
             assert_eq!(decide(&c, arch, nr(abi, "getpid"), m1), ALLOW, "{abi:?}");
-            assert_eq!(decide(&c, arch, nr(abi, "add_key"), m1), errno(38), "{abi:?}");
+            assert_eq!(
+                decide(&c, arch, nr(abi, "add_key"), m1),
+                errno(38),
+                "{abi:?}"
+            );
             assert_eq!(decide(&c, arch, nr(abi, "userfaultfd"), m1), errno(1));
             assert_eq!(decide(&c, arch, nr(abi, "bpf"), m1), errno(1));
             let sock = nr(abi, "socket");
@@ -418,14 +430,20 @@ mod tests {
         assert_eq!(decide(&c, I386, 117, [2, 0, 0, 0, 0, 0]), errno(34));
         assert_eq!(decide(&c, I386, 117, [23, 0, 0, 0, 0, 0]), ALLOW);
         // connect's argument 0 becomes the selector on socketcall; argument 2 stays.
-        assert_eq!(decide(&c, I386, i("connect"), [7, 0, 9, 0, 0, 0]), errno(33));
+        assert_eq!(
+            decide(&c, I386, i("connect"), [7, 0, 9, 0, 0, 0]),
+            errno(33)
+        );
         assert_eq!(decide(&c, I386, 102, [3, 0, 9, 0, 0, 0]), errno(33));
         assert_eq!(decide(&c, I386, 102, [3, 0, 8, 0, 0, 0]), ALLOW);
         // An entry with the default action is dropped (runc): uname gets the errno.
         assert_eq!(decide(&c, X86_64, 63, m1), errno(33));
         assert_eq!(decide(&c, I386, i("uname"), m1), errno(33));
         // x32 is not listed: killed.
-        assert_eq!(decide(&c, X86_64, 39 | abi::X32_SYSCALL_BIT, m1), abi::RET_KILL_THREAD);
+        assert_eq!(
+            decide(&c, X86_64, 39 | abi::X32_SYSCALL_BIT, m1),
+            abi::RET_KILL_THREAD
+        );
     }
 
     #[test]

@@ -223,10 +223,7 @@ mod tests {
         assert!(nr("openat").is_some());
         assert_eq!(nr("no_such_call"), None);
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(
-            (nr("read"), nr("clone3")),
-            (Some(0), Some(435))
-        );
+        assert_eq!((nr("read"), nr("clone3")), (Some(0), Some(435)));
     }
 
     #[test]
