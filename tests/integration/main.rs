@@ -28,6 +28,7 @@ mod ports;
 mod progress;
 mod run_flags;
 mod seccomp;
+mod seccomp32;
 mod security;
 mod systemd;
 mod unpack;

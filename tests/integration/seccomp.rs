@@ -15,7 +15,7 @@ pub mod fixture;
 use fixture::{probe_image, Podman};
 
 /// `NAME -> outcome` from sysprobe's output.
-fn parse(out: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse(out: &str) -> BTreeMap<String, String> {
     out.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(n, r)| (n.to_string(), r.to_string()))
@@ -23,7 +23,7 @@ fn parse(out: &str) -> BTreeMap<String, String> {
 }
 
 /// sysprobe under skiff with these run flags.
-fn skiff_probe(env: &TestEnv, image: &str, flags: &[&str], names: &[&str]) -> String {
+pub(crate) fn skiff_probe(env: &TestEnv, image: &str, flags: &[&str], names: &[&str]) -> String {
     let mut args = vec!["run", "--rm", "--network", "none"];
     args.extend_from_slice(flags);
     args.extend([image, "sysprobe"]);
@@ -39,7 +39,7 @@ fn skiff_probe(env: &TestEnv, image: &str, flags: &[&str], names: &[&str]) -> St
     s
 }
 
-fn podman_probe(p: &Podman, image: &str, flags: &[&str]) -> String {
+pub(crate) fn podman_probe(p: &Podman, image: &str, flags: &[&str]) -> String {
     let mut args = vec!["run", "--rm", "--network", "none"];
     args.extend_from_slice(flags);
     args.extend([image, "sysprobe"]);
@@ -49,7 +49,7 @@ fn podman_probe(p: &Podman, image: &str, flags: &[&str]) -> String {
 }
 
 /// Every line where the two runs differ, as `name: podman=X skiff=Y`.
-fn differences(podman: &str, skiff: &str) -> Vec<String> {
+pub(crate) fn differences(podman: &str, skiff: &str) -> Vec<String> {
     let (p, s) = (parse(podman), parse(skiff));
     let mut out = Vec::new();
     for (name, pr) in &p {
@@ -67,7 +67,7 @@ fn differences(podman: &str, skiff: &str) -> Vec<String> {
 }
 
 #[track_caller]
-fn expect(map: &BTreeMap<String, String>, want: &[(&str, &str)]) {
+pub(crate) fn expect(map: &BTreeMap<String, String>, want: &[(&str, &str)]) {
     for (name, outcome) in want {
         assert_eq!(
             map.get(*name).map(String::as_str),
