@@ -296,3 +296,43 @@ cpu_busy() {
         idle = (y[5] - x[5]) + (y[6] - x[6])
         printf "%d", (tot > 0 ? 100 * (tot - idle) / tot : 0) }'
 }
+
+# Adds a gzip layer with $FILES small files (owned by 1000) and one $BIG-MiB file to $WORK/image/oci (config, manifest, index).
+bench_add_bulk_layer() {
+    local oci=$WORK/image/oci bulk=$WORK/image/bulk i
+    mkdir -p "$bulk/data/small"
+    for i in $(seq "$FILES"); do printf 'file %s\n' "$i" >"$bulk/data/small/f$i"; done
+    head -c $((BIG * 1048576)) /dev/urandom >"$bulk/data/big"
+    chown -R 1000:1000 "$bulk/data/small" 2>/dev/null || true
+    tar --sort=name --numeric-owner --mtime=@0 --format=posix -C "$bulk" -cf "$WORK/image/bulk.tar" .
+    local diff_id digest size
+    diff_id=$(sha256sum "$WORK/image/bulk.tar" | cut -d' ' -f1)
+    gzip -n -1 -c "$WORK/image/bulk.tar" >"$WORK/image/bulk.tar.gz"
+    digest=$(sha256sum "$WORK/image/bulk.tar.gz" | cut -d' ' -f1)
+    size=$(stat -c %s "$WORK/image/bulk.tar.gz")
+    mv "$WORK/image/bulk.tar.gz" "$oci/blobs/sha256/$digest"
+    rm -rf "$WORK/image/bulk.tar" "$bulk"
+    python3 - "$oci" "$diff_id" "$digest" "$size" <<'EOF'
+import hashlib, json, os, sys
+oci, diff_id, digest, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+blob = lambda d: os.path.join(oci, "blobs", "sha256", d.split(":")[-1])
+def put(obj):
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    d = hashlib.sha256(data).hexdigest()
+    open(blob(d), "wb").write(data)
+    return "sha256:" + d, len(data)
+index = json.load(open(os.path.join(oci, "index.json")))
+mdesc = index["manifests"][0]
+manifest = json.load(open(blob(mdesc["digest"])))
+config = json.load(open(blob(manifest["config"]["digest"])))
+config["rootfs"]["diff_ids"].append("sha256:" + diff_id)
+config["history"].append({"created": "1970-01-01T00:00:00Z", "created_by": "bench/keepid bulk layer"})
+cd, cs = put(config)
+manifest["config"].update(digest=cd, size=cs)
+manifest["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "digest": "sha256:" + digest, "size": size})
+md, ms = put(manifest)
+mdesc.update(digest=md, size=ms)
+json.dump(index, open(os.path.join(oci, "index.json"), "w"))
+EOF
+}

@@ -61,6 +61,38 @@ fn with_fix(mut c: Check, fix: impl Into<String>) -> Check {
     c
 }
 
+/// Whether root containers with a user namespace (--uidmap) can use the host's layers
+/// through idmapped mounts here, or get a copy of the layers per mapping.
+fn idmapped(scratch: &Path, rootless: bool) -> Check {
+    if rootless {
+        return check(
+            "idmapped-mounts",
+            false,
+            Status::Skip,
+            "rootless: each ID mapping gets its own copy of the layers (idmapped mounts need root)"
+                .into(),
+        );
+    }
+    if std::env::var(crate::rootfs::idmapped::DISABLE_ENV).is_ok_and(|v| v == "1") {
+        return check(
+            "idmapped-mounts",
+            false,
+            Status::Warn,
+            format!(
+                "{}=1: --uidmap containers copy the layers",
+                crate::rootfs::idmapped::DISABLE_ENV
+            ),
+        );
+    }
+    match crate::rootfs::idmapped::probe(scratch) {
+        Ok(()) => check("idmapped-mounts", false, Status::Ok, "idmapped mounts work: --uidmap containers use the stored layers, no copy".into()),
+        Err(e) => with_fix(
+            check("idmapped-mounts", false, Status::Warn, format!("idmapped mount refused ({e}): --uidmap containers copy the layers once per mapping")),
+            "use Linux 5.19 or newer and a store on a file system with idmapped mount support (ext4, xfs, btrfs, tmpfs)",
+        ),
+    }
+}
+
 fn read_trim(p: &str) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
@@ -92,6 +124,7 @@ pub fn diagnose(
     }
     checks.push(userns_sysctls());
     checks.extend(probes(exe, scratch, self_args, uid, gid, rootless, &checks));
+    checks.push(idmapped(scratch, rootless));
     checks.push(device("fuse", "/dev/fuse", "the FUSE overlay driver and fuse mounts", "modprobe fuse, and make /dev/fuse mode 0666 (or pass --device /dev/fuse to the container this runs in)"));
     checks.push(device("tun", "/dev/net/tun", "user-mode networking (the TAP device)", "modprobe tun, and make /dev/net/tun mode 0666 (or pass --device /dev/net/tun to the container this runs in)"));
     checks.push(runtime_dir(uid, rootless));

@@ -96,7 +96,8 @@ pub async fn unpack(
             .load(std::sync::atomic::Ordering::Relaxed)
             .to_string(),
     ];
-    if !paths.rootless {
+    // A helper in a user namespace (a copy for a mapping) cannot set trusted.* xattrs.
+    if !paths.rootless && mapping.is_none() {
         args.push("--trusted-xattrs".into());
     }
     let mut helper = spawn_helper(Path::new("/proc/self/exe"), &args, mapping, |c| {

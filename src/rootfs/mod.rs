@@ -2,6 +2,8 @@
 //! root filesystem. Kernel overlayfs is mounted from inside the container's user and
 //! mount namespaces (rootless overlay needs `userxattr`), so it vanishes with them.
 
+pub mod idmapped;
+
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub enum RootfsError {
     #[error("mounting overlay on {target}: {source}: the kernel must support overlayfs in user namespaces (Linux 5.11+)")]
     Overlay { target: PathBuf, source: nix::Error },
+    #[error("mounting the root filesystem on {target} over idmapped layers: {detail}: run with SKIFF_NO_IDMAP=1 to copy the layers instead")]
+    Idmap { target: PathBuf, detail: String },
     #[error("layer directory {0} is missing: pull the image again")]
     MissingLayer(PathBuf),
     #[error("{path}: {source}")]
@@ -33,6 +37,10 @@ pub struct RootfsLayout {
     pub work: PathBuf,
     /// Rootless overlay keeps its metadata in user.* xattrs.
     pub userxattr: bool,
+    /// Root with a user namespace: the lower layers are the host's, idmapped, and the
+    /// monitor mounts the overlay (see [`idmapped`]); the init finds it mounted.
+    #[serde(default)]
+    pub idmapped: bool,
 }
 
 impl RootfsLayout {

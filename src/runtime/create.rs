@@ -243,7 +243,11 @@ pub fn create(
         },
         None => super::userns_mode::resolve(store, &id, default_mapping, &userns_mode, image)?,
     };
-    super::userns_mode::prepare_layers(store, image, image_name, &id, &resolved)?;
+    // Root with a user namespace uses the host's layers through idmapped mounts.
+    let idmapped = resolved.mapping.is_some() && crate::rootfs::idmapped::enabled(&store.paths);
+    if !idmapped {
+        super::userns_mode::prepare_layers(store, image, image_name, &id, &resolved)?;
+    }
     let keep_id_opts;
     let opts = match &resolved.default_user {
         Some(u) if opts.user.is_none() => {
@@ -256,7 +260,7 @@ pub fn create(
         _ => opts,
     };
     let mapping = resolved.mapping.as_ref();
-    let mapping_key = crate::image::pull::mapping_key(mapping);
+    let mapping_key = crate::image::pull::mapping_key(mapping.filter(|_| !idmapped));
     let mut lower = Vec::new();
     for l in image.layers.iter().rev() {
         let found = store.layer(&l.diff_id, &mapping_key);
@@ -343,6 +347,7 @@ pub fn create(
         lower,
         store.paths.layers(),
         store.paths.rootless,
+        idmapped,
         &NetFiles {
             store,
             target_dir: net.target_dir.as_deref(),
@@ -381,6 +386,7 @@ fn write_bundle(
     lower: Vec<String>,
     layers_dir: std::path::PathBuf,
     rootless: bool,
+    idmapped: bool,
     net: &NetFiles,
 ) -> Result<(), RuntimeError> {
     std::fs::create_dir_all(dir.join("rootfs")).map_err(|source| RuntimeError::Io {
@@ -428,7 +434,10 @@ fn write_bundle(
         lower,
         upper: dir.join("upper"),
         work: dir.join("work"),
-        userxattr: rootless,
+        // Copies made for a mapping are written from inside a user namespace, which
+        // cannot set trusted.* xattrs; idmapped host layers keep theirs.
+        userxattr: rootless || (mapping.is_some() && !idmapped),
+        idmapped,
     };
     layout.prepare()?;
     bundle::write_layout(dir, &layout)?;

@@ -137,6 +137,16 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         let zg = nix::unistd::Gid::from_raw(0);
         k(nix::unistd::setresgid(zg, zg, zg), "setresgid(0)")?;
         k(nix::unistd::setresuid(z, z, z), "setresuid(0)")?;
+        // A change of effective UID clears the parent-death signal: when the
+        // container's root is not the caller's UID (root with --uidmap, nomap, auto),
+        // a killed monitor would otherwise leave the container running.
+        k(
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+            "prctl(PR_SET_PDEATHSIG)",
+        )?;
+        if ppid != 0 && nix::unistd::getppid().as_raw() != a.parent {
+            return Err(Fail::engine("monitor exited during container start"));
+        }
     }
     // Nothing in the container may reach our memory or fds through /proc until exec.
     k(
@@ -154,9 +164,12 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         "making / private",
     )?;
     let rootfs = super::spec::rootfs_path(a.bundle, a.spec);
-    a.layout
-        .mount(&rootfs)
-        .map_err(|e| Fail::engine(e.to_string()))?;
+    // Idmapped layers: the monitor has mounted the rootfs in our namespace already.
+    if !a.layout.idmapped {
+        a.layout
+            .mount(&rootfs)
+            .map_err(|e| Fail::engine(e.to_string()))?;
+    }
     let root: OwnedFd = k(
         open(
             &rootfs,

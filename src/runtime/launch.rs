@@ -145,6 +145,11 @@ pub fn launch(
     } else {
         None
     };
+    if let (true, Some(ns)) = (layout.idmapped, &userns) {
+        let rootfs = spec::rootfs_path(bundle_dir, &spec);
+        crate::rootfs::idmapped::mount_rootfs(pid, ns, &layout, &rootfs)
+            .map_err(|e| fail(e.into()))?;
+    }
     let netns = if flags.contains(CloneFlags::CLONE_NEWNET) {
         Some(open_ns(pid, "net").map_err(fail)?)
     } else if let Some(j) = join {

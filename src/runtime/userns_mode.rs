@@ -52,12 +52,16 @@ pub fn resolve(
         return match mode {
             UsernsMode::Default | UsernsMode::Host => Ok(plain(None)),
             // podman's own words.
-            UsernsMode::KeepId { .. } => Err(bad("keep-id is only supported in rootless mode".into())),
+            UsernsMode::KeepId { .. } => {
+                Err(bad("keep-id is only supported in rootless mode".into()))
+            }
             UsernsMode::NoMap => Err(bad("nomap is only supported in rootless mode".into())),
             UsernsMode::Auto { .. } => Err(root_auto_error()),
-            UsernsMode::Custom { .. } => Err(bad(
-                "user namespaces for root containers (--uidmap) are not supported yet: run rootless, or without these flags".into(),
-            )),
+            // Root's HOST-IDs are the host's own.
+            UsernsMode::Custom { uids, gids } => Ok(plain(Some(IdMapping {
+                uids: uids.clone(),
+                gids: gids.clone(),
+            }))),
         };
     };
     let auto_start = match mode {

@@ -18,6 +18,7 @@ mod faults;
 mod formats;
 mod foundation;
 mod hostile_corpus;
+mod idmap_rootful;
 mod images_store;
 mod images_transfer;
 mod lifecycle;

@@ -637,6 +637,7 @@ fn doctor_json_has_a_stable_shape() {
         "userns",
         "overlay",
         "idmap",
+        "idmapped-mounts",
         "fuse",
         "tun",
         "runtime-dir",
