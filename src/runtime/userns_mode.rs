@@ -47,28 +47,41 @@ pub fn resolve(
         auto: false,
         default_user: None,
     };
-    let Some(default) = default else {
+    let root_pool;
+    let default = match default {
+        Some(d) => d,
         // Root: the default is no user namespace at all.
-        return match mode {
-            UsernsMode::Default | UsernsMode::Host => Ok(plain(None)),
+        None => match mode {
+            UsernsMode::Default | UsernsMode::Host => return Ok(plain(None)),
             // podman's own words.
             UsernsMode::KeepId { .. } => {
-                Err(bad("keep-id is only supported in rootless mode".into()))
+                return Err(bad("keep-id is only supported in rootless mode".into()))
             }
-            UsernsMode::NoMap => Err(bad("nomap is only supported in rootless mode".into())),
-            UsernsMode::Auto { .. } => Err(root_auto_error()),
+            UsernsMode::NoMap => {
+                return Err(bad("nomap is only supported in rootless mode".into()))
+            }
+            // Slices of the `containers` user's subordinate IDs, as podman.
+            UsernsMode::Auto { .. } => {
+                root_pool = IdMapping::for_containers_user()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(root_auto_error)?;
+                &root_pool
+            }
             // Root's HOST-IDs are the host's own.
-            UsernsMode::Custom { uids, gids } => Ok(plain(Some(IdMapping {
-                uids: uids.clone(),
-                gids: gids.clone(),
-            }))),
-        };
+            UsernsMode::Custom { uids, gids } => {
+                return Ok(plain(Some(IdMapping {
+                    uids: uids.clone(),
+                    gids: gids.clone(),
+                })))
+            }
+        },
     };
+    let rootful = store.paths.uid == 0;
     let auto_start = match mode {
         UsernsMode::Auto { size, .. } => {
             let n = match size {
                 Some(n) => *n,
-                None => image_size(store, image, default),
+                None => image_size(store, image, (!rootful).then_some(default)),
             };
             let end = modes::space(&default.uids).min(modes::space(&default.gids));
             match store.allocate_auto_range(id, n, end)? {
@@ -113,22 +126,13 @@ pub fn release(store: &mut Store, id: &str, r: &Resolved) {
 
 /// As root, podman takes auto slices from the `containers` user's ranges.
 fn root_auto_error() -> RuntimeError {
-    let has = |f: &str| {
-        std::fs::read_to_string(f)
-            .map(|t| t.lines().any(|l| l.starts_with("containers:")))
-            .unwrap_or(false)
-    };
-    if has("/etc/subuid") && has("/etc/subgid") {
-        bad("--userns=auto for root containers is not supported yet: run rootless (each user's subordinate IDs are carved up the same way)".into())
-    } else {
-        bad("auto: cannot find mappings for user \"containers\": no subuid ranges found for user \"containers\" in /etc/subuid: ask an admin to add a range for \"containers\" to /etc/subuid and /etc/subgid".into())
-    }
+    bad("auto: cannot find mappings for user \"containers\": no subuid ranges found for user \"containers\" in /etc/subuid: ask an admin to add a range for \"containers\" to /etc/subuid and /etc/subgid".into())
 }
 
 /// podman's size for `auto` without `size=`: the highest UID/GID the image's
 /// /etc/passwd and /etc/group name (nobody aside) plus one, at least 1024.
-fn image_size(store: &Store, image: &ImageRecord, default: &IdMapping) -> u32 {
-    let key = crate::image::pull::mapping_key(Some(default));
+fn image_size(store: &Store, image: &ImageRecord, default: Option<&IdMapping>) -> u32 {
+    let key = crate::image::pull::mapping_key(default);
     let mut dirs = Vec::new();
     for l in image.layers.iter().rev() {
         if let Ok(Some(d)) = store.layer(&l.diff_id, &key) {

@@ -123,6 +123,33 @@ impl IdMapping {
         Ok(m)
     }
 
+    /// Root's pool for `--userns=auto`: the `containers` user's ranges in /etc/subuid and
+    /// /etc/subgid (podman's convention), laid end to end from ID 0; None when either
+    /// file has none.
+    pub fn for_containers_user() -> Result<Option<IdMapping>, UsernsError> {
+        let uid = nix::unistd::User::from_name("containers")
+            .ok()
+            .flatten()
+            .map_or(u32::MAX, |u| u.uid.as_raw());
+        let pool = |file: &str| -> Result<Vec<IdRange>, UsernsError> {
+            let mut next = 0u32;
+            Ok(lookup_subids(file, Some("containers"), uid)?
+                .into_iter()
+                .map(|r| {
+                    let range = IdRange {
+                        inside: next,
+                        outside: r.start,
+                        count: r.count,
+                    };
+                    next = next.saturating_add(r.count);
+                    range
+                })
+                .collect())
+        };
+        let (uids, gids) = (pool("/etc/subuid")?, pool("/etc/subgid")?);
+        Ok((!uids.is_empty() && !gids.is_empty()).then_some(IdMapping { uids, gids }))
+    }
+
     /// True when only the user's own ID is mapped (no newuidmap needed).
     pub fn is_single(&self) -> bool {
         let own = |v: &[IdRange], id: u32| v.len() == 1 && v[0].count == 1 && v[0].outside == id;

@@ -239,3 +239,80 @@ fn nomap_and_auto_as_root_give_podmans_errors() {
     }
     assert_eq!(snapshot(&env), before);
 }
+
+/// The `containers` user's first range in /etc/subuid: (start, count).
+fn containers_range() -> Result<(u64, u64), String> {
+    let text = fs::read_to_string("/etc/subuid").map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"containers"))
+                .then(|| Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?)))
+                .flatten()
+        })
+        .ok_or_else(|| "no containers range in /etc/subuid (scripts/test adds one)".into())
+}
+
+#[test]
+fn auto_as_root_takes_disjoint_slices_of_the_containers_range() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootful());
+    let (start, count) = require!(containers_range());
+    let bb = &fx.busybox.reference;
+    pull(&env, bb);
+    let mut maps = Vec::new();
+    for name in ["a1", "a2"] {
+        env.run(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--userns=auto",
+            bb,
+            "sleep",
+            "100",
+        ])
+        .success();
+        let out = env.run(&["exec", name, "cat", "/proc/self/uid_map"]);
+        out.success();
+        let r = rows(&out.stdout_str());
+        assert_eq!(r.len(), 1, "{}", out.stdout_str());
+        let (inside, outside, n) = (r[0][0], r[0][1], r[0][2]);
+        assert_eq!(inside, 0);
+        assert!(n >= 1024, "{n}");
+        assert!(outside >= start && outside + n <= start + count, "{r:?}");
+        maps.push((outside, n));
+        // Root's files from the image are root's inside, and writes work.
+        let out = env.run(&[
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "stat -c %u:%g /bin/busybox; touch /w && echo ok",
+        ]);
+        out.success();
+        assert_eq!(out.stdout_str(), "0:0\nok\n");
+    }
+    let ((o1, n1), (o2, n2)) = (maps[0], maps[1]);
+    assert!(o1 + n1 <= o2 || o2 + n2 <= o1, "{maps:?} overlap");
+    // Removing one frees its slice for the next.
+    env.run(&["rm", "-f", "a1"]).success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "a3",
+        "--userns=auto",
+        bb,
+        "sleep",
+        "100",
+    ])
+    .success();
+    let out = env.run(&["exec", "a3", "cat", "/proc/self/uid_map"]);
+    assert_eq!(
+        rows(&out.stdout_str())[0][1],
+        o1,
+        "the freed slice is reused"
+    );
+    env.run(&["rm", "-f", "a2", "a3"]).success();
+}
