@@ -12,6 +12,8 @@
 //!                          /tmp/reset-seen
 //!   sink PORT              per connection (threads): read to EOF, answer the byte
 //!                          count (8 bytes LE), close
+//!   source PORT            per connection (threads): read a count (8 bytes LE), send
+//!                          that many bytes, close
 //! Clients (on the host):
 //!   xfer ADDR BYTES        send BYTES of generated data while reading the echo; print
 //!                          `sent=N sum=HEX recv=M sum=HEX`
@@ -19,6 +21,12 @@
 //!                          to a sink; print `bytes=T secs=S gbit=G`
 //!   conns ADDR N           N sequential short connections to a sink; print
 //!                          `conns=N secs=S us_per_conn=U`
+//!   fetch ADDR BYTES       ask a source for BYTES and read them; print
+//!                          `bytes=T secs=S gbit=G`
+//!   udp-ask ADDR MSG       send MSG in one datagram, print the first answer (2 s)
+//!   many ADDR N            N connections open at once to an echo server (many-echo),
+//!                          each sends its index and reads it back; print `ok=N`
+//!   many-echo PORT         echo every connection (threads) until EOF
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -114,6 +122,11 @@ fn main() {
             v.get(4).map(|s| num(s)).unwrap_or(1),
         ),
         "conns" => conns(arg(&v, 2), num(arg(&v, 3))),
+        "source" => source(arg(&v, 2)),
+        "fetch" => fetch(arg(&v, 2), num(arg(&v, 3))),
+        "udp-ask" => udp_ask(arg(&v, 2), arg(&v, 3)),
+        "many" => many(arg(&v, 2), num(arg(&v, 3))),
+        "many-echo" => many_echo(arg(&v, 2)),
         other => die(&format!("unknown mode {other}")),
     }
 }
@@ -355,4 +368,106 @@ fn conns(addr: &str, n: u64) {
         "conns={n} secs={secs:.3} us_per_conn={:.0}",
         secs * 1e6 / n as f64
     );
+}
+
+fn source(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut want = [0u8; 8];
+            if s.read_exact(&mut want).is_err() {
+                return;
+            }
+            let mut left = u64::from_le_bytes(want);
+            let buf = vec![0xa5u8; 1 << 20];
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+            let _ = s.shutdown(Shutdown::Write);
+            let mut rest = [0u8; 64];
+            while matches!(s.read(&mut rest), Ok(n) if n > 0) {}
+        });
+    }
+}
+
+fn fetch(addr: &str, bytes: u64) {
+    let start = Instant::now();
+    let mut s = connect(addr);
+    s.write_all(&bytes.to_le_bytes())
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => die(&format!("read: {e}")),
+        }
+    }
+    if got != bytes {
+        die(&format!("got {got} bytes of {bytes}"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "bytes={got} secs={secs:.3} gbit={:.2}",
+        got as f64 * 8.0 / secs / 1e9
+    );
+}
+
+fn udp_ask(addr: &str, msg: &str) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.connect(addr)
+        .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    s.send(msg.as_bytes())
+        .unwrap_or_else(|e| die(&format!("send: {e}")));
+    let mut buf = vec![0u8; 65536];
+    let n = s.recv(&mut buf).unwrap_or_else(|e| die(&format!("recv: {e}")));
+    println!("{}", String::from_utf8_lossy(&buf[..n]));
+}
+
+fn many(addr: &str, n: u64) {
+    let mut socks = Vec::new();
+    for i in 0..n {
+        let mut s = connect(addr);
+        s.write_all(&i.to_le_bytes())
+            .unwrap_or_else(|e| die(&format!("write {i}: {e}")));
+        socks.push(s);
+    }
+    let mut ok = 0;
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b)
+            .unwrap_or_else(|e| die(&format!("read {i}: {e}")));
+        if u64::from_le_bytes(b) == i as u64 {
+            ok += 1;
+        }
+    }
+    println!("ok={ok}");
+}
+
+fn many_echo(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
 }
