@@ -81,6 +81,8 @@ pub struct Stack {
     pub(super) ack_due: Vec<usize>,
     pub(super) generation: u32,
     pub(super) max_tcp: usize,
+    /// Bytes buffered for host sockets that were full (tcp.rs).
+    pub(super) pending_bytes: usize,
     next_tick: Option<Instant>,
 }
 
@@ -145,6 +147,7 @@ impl Stack {
             ack_due: Vec::new(),
             generation: 0,
             max_tcp: max_tcp.max(16),
+            pending_bytes: 0,
             next_tick: None,
         })
     }

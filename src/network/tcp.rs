@@ -30,6 +30,11 @@ const MSS_MAX: u32 = tap::MTU - 40;
 /// a full queue loses frames).
 const RTO: Duration = Duration::from_millis(200);
 const SO_PEEK_OFF: libc::c_int = 42;
+/// Payload from the container buffered per connection, and over all, when a host
+/// socket takes less than the window promised; beyond that it is dropped (the
+/// container sends it again).
+const PENDING_MAX: usize = 256 << 10;
+const PENDING_TOTAL: usize = 8 << 20;
 
 /// A connection as the container sees it: (its address, port), (peer address, port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +73,8 @@ pub(super) struct TcpConn {
     /// The window last advertised and the socket's send buffer then, in bytes.
     adv: u32,
     sndbuf: u32,
+    /// Payload acknowledged to the container that the host socket has not taken yet.
+    pending: Vec<u8>,
     ack_owed: bool,
     due: bool,
 }
@@ -194,6 +201,7 @@ fn open(st: &mut Stack, k: TcpKey, seg: &TcpSeg) {
         clamped: false,
         adv: 0,
         sndbuf: 0,
+        pending: Vec::new(),
         ack_owed: false,
         due: false,
     };
@@ -252,18 +260,8 @@ fn segment(st: &mut Stack, idx: usize, seg: &TcpSeg) {
         let have = c.rcv_nxt.wrapping_sub(seg.seq) as i32;
         if have >= 0 && (have as usize) < seg.payload.len() && !c.guest_fin {
             let data = &seg.payload[have as usize..];
-            match nix::sys::socket::send(
-                c.sock.as_raw_fd(),
-                data,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-            ) {
-                Ok(n) => {
-                    c.rcv_nxt = c.rcv_nxt.wrapping_add(n as u32);
-                    if n < data.len() {
-                        c.clamped = true;
-                    }
-                }
-                Err(Errno::EAGAIN) => c.clamped = true,
+            match take(c, data, &mut st.pending_bytes) {
+                Ok(n) => c.rcv_nxt = c.rcv_nxt.wrapping_add(n as u32),
                 Err(e) => {
                     tracing::debug!(error = %e, "tcp: send to host");
                     reset_guest(c, &mut st.out);
@@ -278,12 +276,75 @@ fn segment(st: &mut Stack, idx: usize, seg: &TcpSeg) {
         if fin_seq == c.rcv_nxt {
             c.guest_fin = true;
             c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
-            tracing::debug!(port = c.key.guest.1, "tcp: FIN from the container: shutdown(SHUT_WR)");
-            let _ = nix::sys::socket::shutdown(c.sock.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+            if c.pending.is_empty() {
+                shutdown_host(c);
+            }
         }
         c.ack_owed = true;
     }
     mark(st, idx);
+}
+
+/// The container's FIN, passed on once everything before it is written.
+fn shutdown_host(c: &TcpConn) {
+    tracing::debug!(port = c.key.guest.1, "tcp: FIN from the container: shutdown(SHUT_WR)");
+    let _ = nix::sys::socket::shutdown(c.sock.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+}
+
+/// Writes payload from the container to the host socket; what the socket does not take
+/// (the advertised window is an estimate of its room) is kept in a small buffer, within
+/// per-connection and global bounds. Returns the bytes taken (to acknowledge).
+fn take(c: &mut TcpConn, data: &[u8], total: &mut usize) -> Result<usize, Errno> {
+    let mut sent = 0;
+    if c.pending.is_empty() {
+        match nix::sys::socket::send(
+            c.sock.as_raw_fd(),
+            data,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(n) => sent = n,
+            Err(Errno::EAGAIN) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let rest = &data[sent..];
+    if rest.is_empty() {
+        return Ok(sent);
+    }
+    let room = PENDING_MAX
+        .saturating_sub(c.pending.len())
+        .min(PENDING_TOTAL.saturating_sub(*total));
+    let keep = rest.len().min(room);
+    c.pending.extend_from_slice(&rest[..keep]);
+    *total += keep;
+    c.clamped = false; // re-armed after the batch: EPOLLOUT drains the buffer
+    Ok(sent + keep)
+}
+
+/// Writes buffered payload once the host socket has room; false on a socket error.
+fn drain(c: &mut TcpConn, total: &mut usize) -> bool {
+    if c.pending.is_empty() {
+        return true;
+    }
+    match nix::sys::socket::send(
+        c.sock.as_raw_fd(),
+        &c.pending,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    ) {
+        Ok(n) => {
+            c.pending.drain(..n);
+            *total -= n.min(*total);
+            if c.pending.is_empty() {
+                c.pending = Vec::new();
+                if c.guest_fin {
+                    shutdown_host(c);
+                }
+            }
+            true
+        }
+        Err(Errno::EAGAIN) => true,
+        Err(_) => false,
+    }
 }
 
 fn on_ack(c: &mut TcpConn, seg: &TcpSeg) {
@@ -380,10 +441,14 @@ fn window(c: &mut TcpConn) -> (u16, u32) {
         );
         libc::ioctl(fd, libc::TIOCOUTQ, &mut outq);
     }
-    let free = (sndbuf.max(0) as u32).saturating_sub(outq.max(0) as u32);
+    let sndbuf = sndbuf.max(0) as u32;
+    // The kernel counts buffer memory, not payload: keep a 1/16 margin.
+    let free = (sndbuf - sndbuf / 16)
+        .saturating_sub(outq.max(0) as u32)
+        .saturating_sub(c.pending.len() as u32);
     let field = (free >> c.ws_ours).min(65535);
     c.adv = field << c.ws_ours;
-    c.sndbuf = sndbuf.max(0) as u32;
+    c.sndbuf = sndbuf;
     (field as u16, c.adv)
 }
 
@@ -432,6 +497,7 @@ fn reset_guest(c: &TcpConn, out: &mut Out) {
 /// Removes a connection; `abort` resets the host side (SO_LINGER 0) instead of a FIN.
 fn close(st: &mut Stack, idx: usize, abort: bool) {
     if let Some(c) = st.tcp.remove(idx) {
+        st.pending_bytes -= c.pending.len().min(st.pending_bytes);
         if abort {
             let _ = nix::sys::socket::setsockopt(
                 &c.sock,
@@ -484,9 +550,16 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
         close(st, idx, true);
         return;
     }
-    if flags.contains(EpollFlags::EPOLLOUT) && c.clamped {
-        c.clamped = false;
-        c.ack_owed = true;
+    if flags.contains(EpollFlags::EPOLLOUT) {
+        if !drain(c, &mut st.pending_bytes) {
+            reset_guest(c, &mut st.out);
+            close(st, idx, true);
+            return;
+        }
+        if c.clamped {
+            c.clamped = false;
+            c.ack_owed = true;
+        }
     }
     mark(st, idx);
 }
@@ -526,7 +599,7 @@ pub(super) fn after_batch(st: &mut Stack, idx: usize) {
     // socket writable) may leave the container waiting: ask for an
     // EPOLLOUT edge when the socket drains. Re-registering polls the socket, which marks
     // it out of room (SOCK_NOSPACE) so the kernel wakes us once it has room again.
-    if !c.guest_fin && !c.clamped && c.adv < c.sndbuf / 3 {
+    if !c.clamped && (!c.pending.is_empty() || (!c.guest_fin && c.adv < c.sndbuf / 3)) {
         c.clamped = true;
         let ev = nix::sys::epoll::EpollEvent::new(
             EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET,
@@ -536,7 +609,7 @@ pub(super) fn after_batch(st: &mut Stack, idx: usize) {
             tracing::debug!(error = %e, "tcp: epoll re-arm");
         }
     }
-    if c.guest_fin && c.fin_acked {
+    if c.guest_fin && c.fin_acked && c.pending.is_empty() {
         tracing::debug!(port = c.key.guest.1, "tcp: closed");
         close(st, idx, false);
     }
