@@ -3,8 +3,9 @@
 //! crates) and on the host. Not part of skiff.
 //!
 //! Servers (inside the container):
-//!   echo-sum PORT          echo one connection back while checksumming it; at EOF print
-//!                          `bytes=N sum=HEX` to stdout and /tmp/echo-sum, then close
+//!   echo-sum PORT [nofile] echo one connection back while checksumming it; at EOF print
+//!                          `bytes=N sum=HEX` to stdout and (without nofile) to
+//!                          /tmp/echo-sum, then close
 //!   udp-echo PORT          echo every datagram back to its sender
 //!   halfclose PORT         per connection: read to EOF, then answer `got N` and close
 //!   reset PORT             1st connection: read 1 byte, close with a reset;
@@ -27,6 +28,9 @@
 //!   many ADDR N            N connections open at once to an echo server (many-echo),
 //!                          each sends its index and reads it back; print `ok=N`
 //!   many-echo PORT         echo every connection (threads) until EOF
+//!   halfclose-client ADDR N  send N bytes, shut down writing, print what comes back
+//!   reset-client ADDR      send a byte, then read: print `reset` or `eof`
+//!   rst ADDR               send a byte, then close with a reset (SO_LINGER 0)
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -110,7 +114,7 @@ fn listen(port: &str) -> TcpListener {
 fn main() {
     let v: Vec<String> = std::env::args().collect();
     match arg(&v, 1) {
-        "echo-sum" => echo_sum(arg(&v, 2)),
+        "echo-sum" => echo_sum(arg(&v, 2), v.get(3).map(String::as_str) != Some("nofile")),
         "udp-echo" => udp_echo(arg(&v, 2)),
         "halfclose" => halfclose(arg(&v, 2)),
         "reset" => reset(arg(&v, 2)),
@@ -127,11 +131,14 @@ fn main() {
         "udp-ask" => udp_ask(arg(&v, 2), arg(&v, 3)),
         "many" => many(arg(&v, 2), num(arg(&v, 3))),
         "many-echo" => many_echo(arg(&v, 2)),
+        "halfclose-client" => halfclose_client(arg(&v, 2), num(arg(&v, 3))),
+        "reset-client" => reset_client(arg(&v, 2)),
+        "rst" => rst(arg(&v, 2)),
         other => die(&format!("unknown mode {other}")),
     }
 }
 
-fn echo_sum(port: &str) {
+fn echo_sum(port: &str, file: bool) {
     let l = listen(port);
     let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
     let mut w = s
@@ -151,7 +158,9 @@ fn echo_sum(port: &str) {
             .unwrap_or_else(|e| die(&format!("write: {e}")));
     }
     let line = format!("bytes={} sum={}\n", sum.n, sum.finish());
-    let _ = std::fs::write("/tmp/echo-sum", &line);
+    if file {
+        let _ = std::fs::write("/tmp/echo-sum", &line);
+    }
     print!("{line}");
     let _ = std::io::stdout().flush();
     let _ = w.shutdown(Shutdown::Write);
@@ -470,4 +479,42 @@ fn many_echo(port: &str) {
             }
         });
     }
+}
+
+fn halfclose_client(addr: &str, n: u64) {
+    let mut s = connect(addr);
+    s.write_all(&vec![b'h'; n as usize])
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    s.shutdown(Shutdown::Write)
+        .unwrap_or_else(|e| die(&format!("shutdown: {e}")));
+    let mut r = String::new();
+    s.read_to_string(&mut r)
+        .unwrap_or_else(|e| die(&format!("read: {e}")));
+    print!("{r}");
+}
+
+fn reset_client(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(b"x")
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    let mut buf = [0u8; 64];
+    let seen = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "eof",
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => die(&format!("read: {e}")),
+        }
+    };
+    println!("{seen}");
+}
+
+fn rst(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(b"x")
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    set_linger_zero(&s);
+    drop(s);
+    println!("sent-reset");
 }
