@@ -408,7 +408,7 @@ fn bad_network_options_are_refused_and_change_nothing() {
     for (mode, needle) in [
         ("slirp4netns:mtu=1500", "mtu=1500"),
         ("slirp4netns:allow_host_loopback=maybe", "allow_host_loopback"),
-        ("slirp4netns:", "slirp4netns"),
+        ("slirp4netns:port_handler=slirp4netns", "port_handler"),
     ] {
         assert_error(
             &env.run(&["run", "--rm", "--network", mode, img, "true"]),
