@@ -337,7 +337,10 @@ mod tests {
             0,
         );
         let t = tcp(&b[L4_AT..n]).unwrap();
-        assert_eq!((t.mss, t.wscale, t.seq, t.ack), (Some(0xffc8), Some(7), 7, 8));
+        assert_eq!(
+            (t.mss, t.wscale, t.seq, t.ack),
+            (Some(0xffc8), Some(7), 7, 8)
+        );
         assert!(t.payload.is_empty());
     }
 

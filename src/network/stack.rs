@@ -125,10 +125,14 @@ impl Stack {
         let epoll =
             Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
         epoll
-            .add(&tap_fd, EpollEvent::new(EpollFlags::EPOLLIN, key(K_TAP, 0, 0)))
+            .add(
+                &tap_fd,
+                EpollEvent::new(EpollFlags::EPOLLIN, key(K_TAP, 0, 0)),
+            )
             .map_err(|e| format!("epoll add tap: {e}"))?;
         let nofile = super::listen::raise_nofile();
-        let max_tcp = tcp::MAX_CONNS.min(nofile.saturating_sub(256 + udp::MAX_FLOWS as u64) as usize);
+        let max_tcp =
+            tcp::MAX_CONNS.min(nofile.saturating_sub(256 + udp::MAX_FLOWS as u64) as usize);
         tracing::debug!(?opts, max_tcp, "user-mode network up");
         Ok(Stack {
             epoll,

@@ -157,7 +157,10 @@ fn configure() -> Result<(), String> {
     // SAFETY: SIOCADDRT reads the rtentry (and the device name it points to), both alive
     // for the call.
     if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCADDRT, &mut rt as *mut RtEntry) } < 0 {
-        return Err(format!("adding the default route via {GATEWAY_IP}: {}", last()));
+        return Err(format!(
+            "adding the default route via {GATEWAY_IP}: {}",
+            last()
+        ));
     }
     Ok(())
 }

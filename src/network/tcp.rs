@@ -206,10 +206,8 @@ fn open(st: &mut Stack, k: TcpKey, seg: &TcpSeg) {
         due: false,
     };
     let idx = st.tcp.insert(conn);
-    let flags = EpollFlags::EPOLLIN
-        | EpollFlags::EPOLLOUT
-        | EpollFlags::EPOLLRDHUP
-        | EpollFlags::EPOLLET;
+    let flags =
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
     let ok = st.tcp.slots[idx]
         .as_ref()
         .is_some_and(|c| register(&st.epoll, &c.sock, flags, key(K_TCP, generation, idx)));
@@ -287,7 +285,10 @@ fn segment(st: &mut Stack, idx: usize, seg: &TcpSeg) {
 
 /// The container's FIN, passed on once everything before it is written.
 fn shutdown_host(c: &TcpConn) {
-    tracing::debug!(port = c.key.guest.1, "tcp: FIN from the container: shutdown(SHUT_WR)");
+    tracing::debug!(
+        port = c.key.guest.1,
+        "tcp: FIN from the container: shutdown(SHUT_WR)"
+    );
     let _ = nix::sys::socket::shutdown(c.sock.as_raw_fd(), nix::sys::socket::Shutdown::Write);
 }
 
@@ -518,11 +519,17 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
     if c.generation != generation {
         return;
     }
-    let err = nix::sys::socket::getsockopt(&c.sock, nix::sys::socket::sockopt::SocketError)
-        .unwrap_or(0);
+    let err =
+        nix::sys::socket::getsockopt(&c.sock, nix::sys::socket::sockopt::SocketError).unwrap_or(0);
     if !c.open {
-        if err != 0 || (flags.contains(EpollFlags::EPOLLHUP) && !flags.contains(EpollFlags::EPOLLOUT)) {
-            tracing::debug!(error = err, port = c.key.peer.1, "tcp: connect failed: reset");
+        if err != 0
+            || (flags.contains(EpollFlags::EPOLLHUP) && !flags.contains(EpollFlags::EPOLLOUT))
+        {
+            tracing::debug!(
+                error = err,
+                port = c.key.peer.1,
+                "tcp: connect failed: reset"
+            );
             let n = frame::tcp_header(
                 &mut st.out.buf,
                 st.out.mac,
@@ -602,7 +609,10 @@ pub(super) fn after_batch(st: &mut Stack, idx: usize) {
     if !c.clamped && (!c.pending.is_empty() || (!c.guest_fin && c.adv < c.sndbuf / 3)) {
         c.clamped = true;
         let ev = nix::sys::epoll::EpollEvent::new(
-            EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET,
+            EpollFlags::EPOLLIN
+                | EpollFlags::EPOLLOUT
+                | EpollFlags::EPOLLRDHUP
+                | EpollFlags::EPOLLET,
             key(K_TCP, c.generation, idx),
         );
         if let Err(e) = st.epoll.modify(&c.sock, &mut { ev }) {
@@ -695,7 +705,12 @@ pub(super) fn timers(st: &mut Stack, now: Instant) {
     for (idx, slot) in st.tcp.slots.iter_mut().enumerate() {
         let Some(c) = slot else { continue };
         if c.rto_at.is_some_and(|t| t <= now) {
-            tracing::debug!(port = c.key.guest.1, una = c.snd_una, nxt = c.snd_nxt, "tcp: retransmit");
+            tracing::debug!(
+                port = c.key.guest.1,
+                una = c.snd_una,
+                nxt = c.snd_nxt,
+                "tcp: retransmit"
+            );
             rewind(c);
             due.push(idx);
         }

@@ -130,7 +130,12 @@ fn new_flow(
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let sock = match socket(family, ty, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, proto) {
+    let sock = match socket(
+        family,
+        ty,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        proto,
+    ) {
         Ok(s) => s,
         Err(e) => {
             // EACCES for ping sockets outside net.ipv4.ping_group_range.

@@ -318,6 +318,9 @@ mod tests {
         );
         let hosts = hosts_file(&g, "");
         assert!(hosts.contains("10.0.2.100\tbox web\n"), "{hosts}");
-        assert!(hosts.contains("10.0.2.2\thost.containers.internal\n"), "{hosts}");
+        assert!(
+            hosts.contains("10.0.2.2\thost.containers.internal\n"),
+            "{hosts}"
+        );
     }
 }

@@ -175,11 +175,7 @@ pub fn create(
     default_mapping: Option<&IdMapping>,
     opts: &CreateOptions,
 ) -> Result<ContainerRecord, RuntimeError> {
-    let network = NetworkMode::parse(
-        opts.network
-            .as_deref()
-            .unwrap_or(super::DEFAULT_NETWORK),
-    )?;
+    let network = NetworkMode::parse(opts.network.as_deref().unwrap_or(super::DEFAULT_NETWORK))?;
     let net = super::networks::prepare(store, opts, network)?;
     validate_lifecycle(opts)?;
     let userns_mode = super::userns_mode::parse(&opts.security)?;

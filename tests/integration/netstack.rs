@@ -86,7 +86,10 @@ fn free_port() -> u16 {
 fn wait_port(port: u16) {
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "nothing listens on {port}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nothing listens on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -162,7 +165,10 @@ fn host_loopback_is_refused_without_allow_host_loopback() {
         "the host server saw a connection"
     );
     let mut b = [0u8; 8];
-    assert!(u.recv_from(&mut b).is_err(), "the host UDP server got a datagram");
+    assert!(
+        u.recv_from(&mut b).is_err(),
+        "the host UDP server got a datagram"
+    );
     // Explicitly false is the same.
     let out = run(
         &env,
@@ -225,7 +231,8 @@ fn half_close_and_resets_reach_the_peer() {
                 Err(e) => panic!("read: {e}"),
             }
         }
-        s.write_all(format!("got {n}\n").as_bytes()).expect("answer");
+        s.write_all(format!("got {n}\n").as_bytes())
+            .expect("answer");
     });
     // Reset from the host: the container's read fails with ECONNRESET.
     let (l2, rport) = listener();
@@ -253,7 +260,8 @@ fn half_close_and_resets_reach_the_peer() {
     let (l3, cport) = listener();
     let reset_from_container = std::thread::spawn(move || {
         let (mut s, _) = l3.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         let mut b = [0u8; 64];
         loop {
             match s.read(&mut b) {
@@ -326,11 +334,7 @@ fn dns_is_forwarded_to_the_hosts_resolver() {
     env.set_env("SKIFF_DNS_UPSTREAM", format!("127.0.0.1:{port}"));
     let out = run(&env, &[], img, "nslookup whoami.skiff.test");
     out.success();
-    assert!(
-        out.stdout_str().contains("192.0.2.7"),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stdout_str().contains("192.0.2.7"), "{}", out.describe());
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0);
 }
 
@@ -401,13 +405,86 @@ fn a_thousand_concurrent_connections() {
     assert_eq!(out.stdout_trim(), "ok=1000", "{}", out.describe());
 }
 
+/// VmRSS of the monitor of container `id`, in kB.
+fn monitor_rss(id: &str) -> Option<u64> {
+    let rd = std::fs::read_dir("/proc").ok()?;
+    for e in rd.flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains("__monitor") && cmd.contains(id) {
+            let st = std::fs::read_to_string(e.path().join("status")).ok()?;
+            return st
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_flooding_container_starves_nothing_and_the_monitor_stays_small() {
+    let (env, img) = require!(setup());
+    let sink = free_port();
+    let _host = HostTool::start(&["sink", &sink.to_string()]);
+    wait_port(sink);
+    let u = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    let uport = u.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while u.recv(&mut b).is_ok() {
+            g.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // A UDP flood and a bulk TCP upload at once, and short connections in between.
+    let script = format!(
+        "nettool udp-flood 10.0.2.2:{uport} 6 >/dev/null & \
+         nettool send 10.0.2.2:{sink} 1000000000 >/dev/null 2>&1 & \
+         sleep 1; nettool conns 10.0.2.2:{sink} 50; wait"
+    );
+    let id = env
+        .run(&["run", "-d", "--network", LOOPBACK, img, "sh", "-c", &script])
+        .success()
+        .stdout_trim();
+    let mut peak = 0;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        peak = peak.max(monitor_rss(&id).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = env.run(&["wait", &id]).success().stdout_trim();
+    assert_eq!(code, "0");
+    let logs = env.run(&["logs", &id]).success().stdout_str();
+    let us: u64 = logs
+        .split("us_per_conn=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connection timing in {logs:?}"));
+    assert!(us < 200_000, "short connections starved: {us} us each");
+    assert!(
+        got.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no datagram arrived"
+    );
+    assert!(peak > 0, "the monitor was not found");
+    assert!(
+        peak < 32 * 1024,
+        "the monitor grew to {peak} kB under the flood"
+    );
+    env.run(&["rm", "-f", &id]).success();
+}
+
 #[test]
 fn bad_network_options_are_refused_and_change_nothing() {
     let (env, img) = require!(setup());
     let before = snapshot(&env);
     for (mode, needle) in [
         ("slirp4netns:mtu=1500", "mtu=1500"),
-        ("slirp4netns:allow_host_loopback=maybe", "allow_host_loopback"),
+        (
+            "slirp4netns:allow_host_loopback=maybe",
+            "allow_host_loopback",
+        ),
         ("slirp4netns:port_handler=slirp4netns", "port_handler"),
     ] {
         assert_error(
@@ -415,7 +492,11 @@ fn bad_network_options_are_refused_and_change_nothing() {
             125,
             &[needle],
         );
-        assert_error(&env.run(&["create", "--network", mode, img]), 125, &[needle]);
+        assert_error(
+            &env.run(&["create", "--network", mode, img]),
+            125,
+            &[needle],
+        );
     }
     assert_eq!(snapshot(&env), before);
 }

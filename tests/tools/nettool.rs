@@ -31,6 +31,8 @@
 //!   halfclose-client ADDR N  send N bytes, shut down writing, print what comes back
 //!   reset-client ADDR      send a byte, then read: print `reset` or `eof`
 //!   rst ADDR               send a byte, then close with a reset (SO_LINGER 0)
+//!   udp-flood ADDR SECS    send 1400-byte datagrams as fast as possible for SECS; print
+//!                          `sent=N`
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -134,6 +136,7 @@ fn main() {
         "halfclose-client" => halfclose_client(arg(&v, 2), num(arg(&v, 3))),
         "reset-client" => reset_client(arg(&v, 2)),
         "rst" => rst(arg(&v, 2)),
+        "udp-flood" => udp_flood(arg(&v, 2), num(arg(&v, 3))),
         other => die(&format!("unknown mode {other}")),
     }
 }
@@ -517,4 +520,21 @@ fn rst(addr: &str) {
     set_linger_zero(&s);
     drop(s);
     println!("sent-reset");
+}
+
+fn udp_flood(addr: &str, secs: u64) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.connect(addr)
+        .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
+    let buf = [0x55u8; 1400];
+    let end = Instant::now() + std::time::Duration::from_secs(secs);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        for _ in 0..256 {
+            if s.send(&buf).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    println!("sent={n}");
 }
