@@ -83,7 +83,10 @@ pub struct Stack {
     pub(super) max_tcp: usize,
     /// Bytes buffered for host sockets that were full (tcp.rs).
     pub(super) pending_bytes: usize,
-    next_tick: Option<Instant>,
+    /// When to look at retransmission timers (only while data is unacknowledged).
+    rto_tick: Option<Instant>,
+    /// When to close idle UDP flows (only while there are flows).
+    sweep_at: Option<Instant>,
 }
 
 /// Where a destination the container sees maps to on the host; None: refused.
@@ -152,7 +155,8 @@ impl Stack {
             generation: 0,
             max_tcp: max_tcp.max(16),
             pending_bytes: 0,
-            next_tick: None,
+            rto_tick: None,
+            sweep_at: None,
         })
     }
 
@@ -163,7 +167,10 @@ impl Stack {
 
     /// When `tick` wants to run next.
     pub fn deadline(&self) -> Option<Instant> {
-        self.next_tick
+        match (self.rto_tick, self.sweep_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub(super) fn next_generation(&mut self) -> u32 {
@@ -194,10 +201,11 @@ impl Stack {
     /// Sends the ACKs (and data) owed after a batch.
     fn flush(&mut self) {
         let due = std::mem::take(&mut self.ack_due);
+        let mut rto = false;
         for idx in due {
-            tcp::after_batch(self, idx);
+            rto |= tcp::after_batch(self, idx);
         }
-        self.arm_timer();
+        self.arm(rto);
     }
 
     fn read_tap(&mut self) {
@@ -245,24 +253,34 @@ impl Stack {
         }
     }
 
-    /// Retransmission and idle timers; called on every wake-up of the monitor.
+    /// Retransmission and idle timers; called on every wake-up of the monitor. An idle
+    /// network arms no timer: the monitor sleeps until something happens.
     pub fn tick(&mut self) {
-        let Some(at) = self.next_tick else { return };
         let now = Instant::now();
-        if now < at {
-            return;
+        if self.rto_tick.is_some_and(|t| t <= now) {
+            self.rto_tick = None;
+            let waiting = tcp::timers(self, now);
+            self.flush();
+            self.arm(waiting);
         }
-        tcp::timers(self, now);
-        udp::sweep(self, now);
-        self.flush();
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep_at = None;
+            udp::sweep(self, now);
+            self.arm(false);
+        }
     }
 
-    fn arm_timer(&mut self) {
-        let busy = self.tcp.live > 0 || self.udp.live > 0;
-        self.next_tick = match (busy, self.next_tick) {
+    /// Arms the retransmission tick (`rto`: some connection waits for an ACK) and the
+    /// flow sweep.
+    fn arm(&mut self, rto: bool) {
+        let now = Instant::now();
+        if rto && self.rto_tick.is_none_or(|t| t <= now) {
+            self.rto_tick = Some(now + TICK);
+        }
+        self.sweep_at = match (self.udp.live > 0, self.sweep_at) {
             (false, _) => None,
-            (true, Some(t)) if t > Instant::now() => Some(t),
-            (true, _) => Some(Instant::now() + TICK),
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now + SWEEP),
         };
     }
 
@@ -279,3 +297,4 @@ impl Stack {
 }
 
 pub(super) const TICK: Duration = Duration::from_millis(100);
+const SWEEP: Duration = Duration::from_secs(5);

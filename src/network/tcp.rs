@@ -572,18 +572,20 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
 }
 
 /// After a batch: data the window allows, then an ACK if one is owed and no segment
-/// carried it; finished connections go.
-pub(super) fn after_batch(st: &mut Stack, idx: usize) {
-    let Some(c) = st.tcp.get_mut(idx) else { return };
+/// carried it; finished connections go. True if the connection waits for an ACK.
+pub(super) fn after_batch(st: &mut Stack, idx: usize) -> bool {
+    let Some(c) = st.tcp.get_mut(idx) else {
+        return false;
+    };
     c.due = false;
     if !c.open {
-        return;
+        return false;
     }
     let (sent, failed) = pump(c, &mut st.out);
     if failed {
         reset_guest(c, &mut st.out);
         close(st, idx, true);
-        return;
+        return false;
     }
     if c.ack_owed && !sent {
         let (w, _) = window(c);
@@ -623,6 +625,7 @@ pub(super) fn after_batch(st: &mut Stack, idx: usize) {
         tracing::debug!(port = c.key.guest.1, "tcp: closed");
         close(st, idx, false);
     }
+    st.tcp.get_mut(idx).is_some_and(|c| c.rto_at.is_some())
 }
 
 /// Sends host data within the container's window. (segments sent?, socket failed?)
@@ -699,11 +702,13 @@ fn pump(c: &mut TcpConn, out: &mut Out) -> (bool, bool) {
     (sent, false)
 }
 
-/// Retransmission timers.
-pub(super) fn timers(st: &mut Stack, now: Instant) {
+/// Retransmission timers; true if some connection still waits for an ACK.
+pub(super) fn timers(st: &mut Stack, now: Instant) -> bool {
     let mut due = Vec::new();
+    let mut waiting = false;
     for (idx, slot) in st.tcp.slots.iter_mut().enumerate() {
         let Some(c) = slot else { continue };
+        waiting |= c.rto_at.is_some_and(|t| t > now);
         if c.rto_at.is_some_and(|t| t <= now) {
             tracing::debug!(
                 port = c.key.guest.1,
@@ -718,4 +723,5 @@ pub(super) fn timers(st: &mut Stack, now: Instant) {
     for idx in due {
         mark(st, idx);
     }
+    waiting
 }

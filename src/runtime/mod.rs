@@ -115,9 +115,11 @@ impl NetworkMode {
                 allow_host_loopback = match o {
                     "allow_host_loopback=true" => true,
                     "allow_host_loopback=false" => false,
-                    _ => return Err(bad(format!(
+                    _ => {
+                        return Err(bad(format!(
                         "unsupported slirp4netns option {o:?}: use allow_host_loopback=true|false"
-                    ))),
+                    )))
+                    }
                 };
             }
             return Ok(NetworkMode::Slirp4netns {

@@ -389,6 +389,87 @@ fn the_network_dies_with_stop_and_rm_and_comes_back_on_start() {
     assert_eq!(processes_mentioning(&id), 0, "a process outlived rm");
 }
 
+/// Accepts one connection within `limit`; what it sent.
+fn accept_within(l: &TcpListener, limit: Duration) -> Option<String> {
+    l.set_nonblocking(true).expect("nonblocking");
+    let t0 = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false).expect("blocking");
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut r = String::new();
+                let _ = s.read_to_string(&mut r);
+                return Some(r);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if t0.elapsed() > limit {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_restart_by_policy_gets_a_new_network() {
+    let (env, img) = require!(setup());
+    let (l, port) = listener();
+    // The same monitor clones a new init for each restart: each run dials out anew.
+    let script = format!("printf run | nc 10.0.2.2 {port}; exit 3");
+    let id = env
+        .run(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            "--network",
+            LOOPBACK,
+            img,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .success()
+        .stdout_trim();
+    for i in 0..3 {
+        assert_eq!(
+            accept_within(&l, Duration::from_secs(20)).as_deref(),
+            Some("run"),
+            "run {i} did not connect"
+        );
+    }
+    assert_eq!(env.run(&["wait", &id]).success().stdout_trim(), "3");
+    env.run(&["rm", "-f", &id]).success();
+    assert_eq!(processes_mentioning(&id), 0);
+}
+
+#[test]
+fn rootful_containers_get_the_same_network() {
+    let img = require!(ports_image());
+    let env = require!(TestEnv::try_rootful());
+    pull(&env, img);
+    let (l, port) = listener();
+    // busybox nc keeps the connection until the server closes it: accept meanwhile.
+    let server = std::thread::spawn(move || accept_within(&l, Duration::from_secs(60)));
+    let out = run(
+        &env,
+        &["--network", LOOPBACK],
+        img,
+        &format!("printf root | nc 10.0.2.2 {port}; ip route"),
+    );
+    out.success();
+    assert_eq!(server.join().expect("server").as_deref(), Some("root"));
+    assert!(
+        out.stdout_str().contains("default via 10.0.2.2"),
+        "{}",
+        out.describe()
+    );
+}
+
 #[test]
 fn a_thousand_concurrent_connections() {
     let (env, img) = require!(setup());
