@@ -328,7 +328,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         linux.set_uid_mappings(Some(to_id_mappings(&m.uids)));
         linux.set_gid_mappings(Some(to_id_mappings(&m.gids)));
     }
-    let sysctls = super::sysctl::parse_sysctls(&opts.sysctls, inp.network)?;
+    let mut sysctls = super::sysctl::parse_sysctls(&opts.sysctls, inp.network)?;
+    if matches!(inp.network, NetworkMode::Slirp4netns { .. }) {
+        // podman's default: ping works through ICMP sockets without CAP_NET_RAW (the
+        // monitor answers or relays the echo).
+        sysctls
+            .entry("net.ipv4.ping_group_range".to_string())
+            .or_insert_with(|| "0 0".to_string());
+    }
     if !sysctls.is_empty() {
         linux.set_sysctl(Some(sysctls.into_iter().collect()));
     }

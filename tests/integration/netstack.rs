@@ -117,7 +117,7 @@ fn outbound_tcp_udp_and_the_container_side_of_the_network() {
     });
     let script = format!(
         "printf hello | nc 10.0.2.2 {tport}; nettool udp-ask 10.0.2.2:{uport} ping; \
-         ip addr show tap0; ip route; cat /etc/resolv.conf /etc/hosts"
+         nettool ping 10.0.2.2; ip addr show tap0; ip route; cat /etc/resolv.conf /etc/hosts"
     );
     let out = run(&env, &["--network", LOOPBACK], img, &script);
     out.success();
@@ -126,6 +126,8 @@ fn outbound_tcp_udp_and_the_container_side_of_the_network() {
     // The host side sees the monitor's own socket, from its loopback.
     assert!(text.contains("hello 127.0.0.1"), "{}", out.describe());
     assert!(text.contains("echo:ping"), "{}", out.describe());
+    // Echo to the gateway, through an ICMP socket (ping_group_range is "0 0" inside).
+    assert!(text.contains("reply from 10.0.2.2"), "{}", out.describe());
     assert!(text.contains("inet 10.0.2.100/24"), "{}", out.describe());
     assert!(text.contains("mtu 65520"), "{}", out.describe());
     assert!(text.contains("default via 10.0.2.2"), "{}", out.describe());

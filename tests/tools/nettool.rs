@@ -31,6 +31,8 @@
 //!   halfclose-client ADDR N  send N bytes, shut down writing, print what comes back
 //!   reset-client ADDR      send a byte, then read: print `reset` or `eof`
 //!   rst ADDR               send a byte, then close with a reset (SO_LINGER 0)
+//!   ping IP                one ICMP echo through an unprivileged ICMP socket (needs
+//!                          net.ipv4.ping_group_range); print `reply from IP` (2 s)
 //!   udp-flood ADDR SECS    send 1400-byte datagrams as fast as possible for SECS; print
 //!                          `sent=N`
 
@@ -137,6 +139,7 @@ fn main() {
         "reset-client" => reset_client(arg(&v, 2)),
         "rst" => rst(arg(&v, 2)),
         "udp-flood" => udp_flood(arg(&v, 2), num(arg(&v, 3))),
+        "ping" => ping(arg(&v, 2)),
         other => die(&format!("unknown mode {other}")),
     }
 }
@@ -205,7 +208,7 @@ fn set_linger_zero(s: &TcpStream) {
         linger: i32,
     }
     extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const u8, len: u32) -> i32;
     }
     let l = Linger {
         onoff: 1,
@@ -217,7 +220,7 @@ fn set_linger_zero(s: &TcpStream) {
             s.as_raw_fd(),
             1,
             13,
-            &l,
+            (&l as *const Linger).cast(),
             std::mem::size_of::<Linger>() as u32,
         );
     }
@@ -537,4 +540,62 @@ fn udp_flood(addr: &str, secs: u64) {
         }
     }
     println!("sent={n}");
+}
+
+fn ping(ip: &str) {
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        port: u16,
+        addr: [u8; 4],
+        zero: [u8; 8],
+    }
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+    extern "C" {
+        fn socket(domain: i32, ty: i32, proto: i32) -> i32;
+        fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
+        fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const u8, len: u32) -> i32;
+    }
+    let a: std::net::Ipv4Addr = ip.parse().unwrap_or_else(|_| die("not an IPv4 address"));
+    // SAFETY: plain socket calls on a descriptor we own, with correctly sized buffers
+    // (AF_INET=2, SOCK_DGRAM=2, IPPROTO_ICMP=1, SOL_SOCKET=1, SO_RCVTIMEO=20).
+    unsafe {
+        let fd = socket(2, 2, 1);
+        if fd < 0 {
+            die(&format!("icmp socket: {}", std::io::Error::last_os_error()));
+        }
+        let tv = Timeval { sec: 2, usec: 0 };
+        setsockopt(
+            fd,
+            1,
+            20,
+            (&tv as *const Timeval).cast(),
+            std::mem::size_of::<Timeval>() as u32,
+        );
+        let sa = SockaddrIn {
+            family: 2,
+            port: 0,
+            addr: a.octets(),
+            zero: [0; 8],
+        };
+        if connect(fd, &sa, std::mem::size_of::<SockaddrIn>() as u32) < 0 {
+            die(&format!("connect: {}", std::io::Error::last_os_error()));
+        }
+        let req = [8u8, 0, 0, 0, 0, 0, 0, 1, b's', b'k', b'i', b'f', b'f'];
+        if send(fd, req.as_ptr(), req.len(), 0) < 0 {
+            die(&format!("send: {}", std::io::Error::last_os_error()));
+        }
+        let mut b = [0u8; 256];
+        let n = recv(fd, b.as_mut_ptr(), b.len(), 0);
+        if n < 8 || b[0] != 0 || &b[8..n as usize] != b"skiff" {
+            die(&format!("no echo reply: {}", std::io::Error::last_os_error()));
+        }
+    }
+    println!("reply from {ip}");
 }
