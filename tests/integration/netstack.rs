@@ -559,6 +559,49 @@ fn a_flooding_container_starves_nothing_and_the_monitor_stays_small() {
 }
 
 #[test]
+fn no_access_to_dev_net_tun_says_how_to_fix_it() {
+    let (env, img) = require!(setup());
+    if !crate::util::is_root() {
+        crate::util::skip("needs root to hide /dev/net/tun in a mount namespace");
+        return;
+    }
+    // /dev/net/tun replaced, in a mount namespace of this command only, by a file the
+    // test user may not open.
+    let fake = env.home.join("fake-tun");
+    std::fs::write(&fake, b"").expect("write");
+    let inner = env.cmd(&["run", "--rm", img, "true"]).into_command();
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /dev/net/tun && exec \"$@\"",
+    ])
+    .arg(&fake)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .env_clear()
+    .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    if let Some(d) = inner.get_current_dir() {
+        c.current_dir(d);
+    }
+    let out = c.output().expect("unshare");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("Error: ")
+            && last.contains("/dev/net/tun")
+            && last.contains("chmod 0666 /dev/net/tun"),
+        "{err}"
+    );
+    // Nothing stays behind: no container record.
+    let ps = env.run(&["ps", "-aq"]);
+    assert_eq!(ps.success().stdout_trim(), "");
+}
+
+#[test]
 fn bad_network_options_are_refused_and_change_nothing() {
     let (env, img) = require!(setup());
     let before = snapshot(&env);
