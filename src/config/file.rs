@@ -11,7 +11,7 @@
 //! driver = "overlay"
 //! max_layer_size = "64GiB"      # refuse a layer that unpacks to more (a gzip bomb)
 //! [network]
-//! default = "none"              # run/create without --network
+//! default = "slirp4netns"       # run/create without --network
 //! [containers]
 //! log_driver = "k8s-file"       # run/create without --log-driver
 //! [registries]
@@ -305,7 +305,7 @@ pub fn load(
             source: Source::Default,
         },
         network: Setting {
-            value: "none".into(),
+            value: crate::runtime::DEFAULT_NETWORK.into(),
             source: Source::Default,
         },
         log_driver: Setting {
@@ -382,8 +382,14 @@ pub fn load(
                 path,
                 "network.default",
                 n,
-                &["none", "host"],
-                "use \"none\" or \"host\"",
+                &[
+                    "slirp4netns",
+                    "slirp4netns:allow_host_loopback=true",
+                    "slirp4netns:allow_host_loopback=false",
+                    "none",
+                    "host",
+                ],
+                "use \"slirp4netns[:allow_host_loopback=true]\", \"none\" or \"host\"",
             )?;
             s.network = Setting {
                 value: n.clone(),

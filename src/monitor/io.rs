@@ -103,6 +103,8 @@ pub struct Io {
     pub stop_requested: bool,
     /// Published ports (src/network/relay.rs), served from this loop.
     pub ports: Option<crate::network::relay::Relay>,
+    /// The user-mode network of the current run (src/network/stack.rs).
+    pub net: Option<crate::network::stack::Stack>,
 }
 
 const BUF: usize = 32 * 1024;
@@ -159,6 +161,10 @@ impl Io {
                 fds.push(PollFd::new(p.fd(), PollFlags::POLLIN));
                 kinds.push(Kind::Ports);
             }
+            if let Some(n) = &self.net {
+                fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+                kinds.push(Kind::Net);
+            }
             for (i, c) in self.clients.iter().enumerate() {
                 fds.push(PollFd::new(c.ctl.as_fd(), PollFlags::POLLIN));
                 kinds.push(Kind::Ctl(i));
@@ -168,7 +174,8 @@ impl Io {
                 }
             }
             let ports_at = self.ports.as_ref().and_then(|p| p.deadline());
-            let timeout = [kill_at, drain_until, ports_at]
+            let net_at = self.net.as_ref().and_then(|n| n.deadline());
+            let timeout = [kill_at, drain_until, ports_at, net_at]
                 .into_iter()
                 .flatten()
                 // poll takes at most u16::MAX ms here: wake at least once a minute and
@@ -196,6 +203,9 @@ impl Io {
             drop(fds);
             if let Some(p) = self.ports.as_mut() {
                 p.tick();
+            }
+            if let Some(n) = self.net.as_mut() {
+                n.tick();
             }
             let mut dead_clients = Vec::new();
             for (kind, readable) in ready {
@@ -251,6 +261,11 @@ impl Io {
                     Kind::Ports => {
                         if let Some(p) = self.ports.as_mut() {
                             p.service();
+                        }
+                    }
+                    Kind::Net => {
+                        if let Some(n) = self.net.as_mut() {
+                            n.service();
                         }
                     }
                     Kind::Ctl(i) => {
@@ -373,6 +388,7 @@ enum Kind {
     Out(Stream),
     Listener,
     Ports,
+    Net,
     Ctl(usize),
     Stdin(usize),
 }

@@ -325,6 +325,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         stop_timeout: Duration::from_secs(u64::from(o.stop_timeout.unwrap_or(10))),
         stop_requested: false,
         ports,
+        net: None,
     };
     if args.attach {
         let fds: Vec<OwnedFd> = (0..3).filter_map(dup_std).collect();
@@ -425,7 +426,10 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             }
         };
         crate::runtime::cgroup::join_freezer(&rec.id, launched.pid.as_raw());
-        if let Err(msg) = serve_ports(&mut io, &launched) {
+        let mut launched = launched;
+        let served = serve_ports(&mut io, &launched)
+            .and_then(|()| start_network(&mut io, launched.tap.take(), o.network.as_deref()));
+        if let Err(msg) = served {
             let _ = nix::sys::signal::kill(launched.pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(launched.pid, None);
             let _ = store.set_exited(&rec.id, 125, crate::storage::now());
@@ -481,6 +485,8 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         if let Some(p) = io.ports.as_mut() {
             p.detach();
         }
+        // The network dies with the run: every host socket of it closes here.
+        io.net = None;
         crate::runtime::cgroup::remove(&rec.id);
         tracing::debug!(id = %rec.id, code = exit.code, "container exited");
         store = match Store::open(paths) {
@@ -529,6 +535,26 @@ fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
     let c = crate::network::connector::spawn(launched.userns.as_ref(), netns)
         .map_err(|e| e.to_string())?;
     relay.attach(c);
+    Ok(())
+}
+
+/// Starts the user-mode network on the tap the init created (`--network slirp4netns`).
+fn start_network(io: &mut Io, tap: Option<OwnedFd>, mode: Option<&str>) -> Result<(), String> {
+    let Some(tap) = tap else {
+        io.net = None;
+        return Ok(());
+    };
+    let allow_host_loopback = matches!(
+        crate::runtime::NetworkMode::parse(mode.unwrap_or(crate::runtime::DEFAULT_NETWORK)),
+        Ok(crate::runtime::NetworkMode::Slirp4netns {
+            allow_host_loopback: true
+        })
+    );
+    let opts = crate::network::stack::SlirpOptions {
+        allow_host_loopback,
+        dns_upstream: crate::network::dns_upstream(),
+    };
+    io.net = Some(crate::network::stack::Stack::new(tap, opts)?);
     Ok(())
 }
 

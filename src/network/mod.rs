@@ -4,11 +4,16 @@
 //! network namespace by a small connector process (see DESIGN.md).
 
 pub mod connector;
+mod frame;
 mod listen;
 pub mod portspec;
 pub mod relay;
 mod relay_conn;
 mod relay_udp;
+pub mod stack;
+pub mod tap;
+mod tcp;
+mod udp;
 
 /// Failures setting up published ports; each names the port and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,33 @@ pub enum NetworkError {
 }
 
 use portspec::{PortMapping, PortRequest, Protocol};
+
+/// Environment variable naming the resolver (IP or IP:PORT) that DNS queries to
+/// 10.0.2.3 are relayed to, instead of the first nameserver of /etc/resolv.conf.
+pub const DNS_UPSTREAM_ENV: &str = "SKIFF_DNS_UPSTREAM";
+
+/// Where the user-mode network relays DNS: $SKIFF_DNS_UPSTREAM, else the host's first
+/// resolver (a loopback one works: the monitor's sockets live in the host's network).
+pub fn dns_upstream() -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    let parse = |s: &str| -> Option<SocketAddr> {
+        let s = s.trim();
+        s.parse::<SocketAddr>()
+            .ok()
+            .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    };
+    if let Some(v) = std::env::var_os(DNS_UPSTREAM_ENV) {
+        return parse(&v.to_string_lossy());
+    }
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    conf.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some("nameserver"))
+            .then(|| w.next().and_then(parse))
+            .flatten()
+            .filter(|a| a.is_ipv4())
+    })
+}
 
 /// Fixes the host port of every request: those without one get a free port of the host
 /// now (bound and released), so the container keeps the same ports across restarts.

@@ -45,7 +45,7 @@ pub(super) fn key(kind: u64, generation: u32, idx: usize) -> u64 {
     (kind << 56) | ((u64::from(generation) & 0xff_ffff) << 32) | (idx as u64 & 0xffff_ffff)
 }
 
-fn unkey(k: u64) -> (u64, u32, usize) {
+pub(super) fn unkey(k: u64) -> (u64, u32, usize) {
     (
         k >> 56,
         ((k >> 32) & 0xff_ffff) as u32,
@@ -66,7 +66,7 @@ pub(super) struct Slab<T> {
 }
 
 impl<T> Slab<T> {
-    fn new() -> Slab<T> {
+    pub(super) fn new() -> Slab<T> {
         Slab {
             slots: Vec::new(),
             free: Vec::new(),

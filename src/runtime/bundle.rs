@@ -112,6 +112,20 @@ pub fn hosts_file(g: &Generated, host_hosts: &str) -> String {
         );
         hosts.push_str("::1\tlocalhost localhost.localdomain localhost6 localhost6.localdomain6\n");
     }
+    if let NetworkMode::Slirp4netns { .. } = g.network {
+        // As podman with slirp4netns: the container's own address, and the host.
+        hosts.push_str(&format!(
+            "{}\t{} {}\n",
+            crate::network::tap::GUEST_IP,
+            g.hostname,
+            g.name
+        ));
+        hosts.push_str(&format!(
+            "{}\thost.containers.internal\n",
+            crate::network::tap::GATEWAY_IP
+        ));
+        return hosts;
+    }
     hosts.push_str(&format!("127.0.1.1\t{} {}\n", g.hostname, g.name));
     hosts
 }
@@ -123,7 +137,8 @@ pub fn resolv_conf(g: &Generated, host_resolv: &str) -> String {
     // A loopback resolver on the host is unreachable from a private network namespace.
     let private = g.network != NetworkMode::Host;
     let unreachable = |addr: &str| private && (addr.starts_with("127.") || addr == "::1");
-    if g.dns.is_empty() && g.dns_search.is_empty() {
+    let slirp = matches!(g.network, NetworkMode::Slirp4netns { .. });
+    if g.dns.is_empty() && g.dns_search.is_empty() && !slirp {
         return host_resolv
             .lines()
             .filter(|l| {
@@ -152,6 +167,9 @@ pub fn resolv_conf(g: &Generated, host_resolv: &str) -> String {
     }
     if !g.dns.is_empty() {
         servers = g.dns.to_vec();
+    } else if slirp {
+        // The monitor's DNS forwarder relays to the host's resolvers.
+        servers = vec![crate::network::tap::DNS_IP.to_string()];
     }
     let mut out = String::new();
     if !search.is_empty() {
@@ -285,5 +303,24 @@ mod tests {
         let out = resolv_conf(&gen(&[], &[], &dot), host);
         assert_eq!(out, "nameserver 10.0.0.2\noptions edns0\n");
         assert!(parse_dns("x").is_err() && check_dns_search("a b").is_err());
+    }
+
+    #[test]
+    fn slirp_points_at_the_forwarder_and_names_the_host() {
+        let mut g = gen(&[], &[], &[]);
+        g.network = NetworkMode::Slirp4netns {
+            allow_host_loopback: false,
+        };
+        let host = "nameserver 127.0.0.53\nsearch corp.example\n";
+        assert_eq!(
+            resolv_conf(&g, host),
+            "search corp.example\nnameserver 10.0.2.3\n"
+        );
+        let hosts = hosts_file(&g, "");
+        assert!(hosts.contains("10.0.2.100\tbox web\n"), "{hosts}");
+        assert!(
+            hosts.contains("10.0.2.2\thost.containers.internal\n"),
+            "{hosts}"
+        );
     }
 }

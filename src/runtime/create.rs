@@ -175,7 +175,7 @@ pub fn create(
     default_mapping: Option<&IdMapping>,
     opts: &CreateOptions,
 ) -> Result<ContainerRecord, RuntimeError> {
-    let network = NetworkMode::parse(opts.network.as_deref().unwrap_or("none"))?;
+    let network = NetworkMode::parse(opts.network.as_deref().unwrap_or(super::DEFAULT_NETWORK))?;
     let net = super::networks::prepare(store, opts, network)?;
     validate_lifecycle(opts)?;
     let userns_mode = super::userns_mode::parse(&opts.security)?;
@@ -292,6 +292,10 @@ pub fn create(
     if net.network.is_some() {
         prepared.network = net.network.clone();
     }
+    // Recorded, so inspect and ps show the mode the container really has.
+    prepared
+        .network
+        .get_or_insert_with(|| super::DEFAULT_NETWORK.to_string());
     let opts = &prepared;
     let record = ContainerRecord {
         id: id.clone(),

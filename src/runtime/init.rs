@@ -210,6 +210,17 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
     }
     if has_ns(a.spec, LinuxNamespaceType::Network) {
         loopback_up()?;
+        let tap = a
+            .spec
+            .annotations()
+            .as_ref()
+            .is_some_and(|m| m.contains_key(super::spec::TAP_ANNOTATION));
+        if tap {
+            // Still root in the new user namespace, and /dev is still the host's.
+            let fd = crate::network::tap::create().map_err(Fail::engine)?;
+            super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
+                .map_err(|e| Fail::engine(format!("passing tap0 to the monitor: {e}")))?;
+        }
     }
     pivot(&rootfs)?;
     if a.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {

@@ -29,6 +29,8 @@ pub struct Launched {
     /// non-dumpable (after that its /proc/PID/ns files are closed to us): published
     /// ports are served from inside it.
     pub netns: Option<OwnedFd>,
+    /// tap0 in the container's network namespace (`--network slirp4netns`).
+    pub tap: Option<OwnedFd>,
 }
 
 /// How the container's stdio is connected.
@@ -178,10 +180,12 @@ pub fn launch(
             source,
         })
     })?;
-    // The init sends the pty master ("T" + fd), then either an error report or nothing:
-    // its exec closes the socket.
+    // The init sends tap0 ("N" + fd) and the pty master ("T" + fd), then either an
+    // error report or nothing: its exec closes the socket. A message carrying fds is
+    // never merged with another by the kernel.
     let mut report = Vec::new();
     let mut pty_master = None;
+    let mut tap = None;
     let mut buf = [0u8; 4096];
     loop {
         match super::fdpass::recv_fds(parent_sock.as_fd(), &mut buf) {
@@ -189,8 +193,12 @@ pub fn launch(
             Ok((n, mut fds)) => {
                 let mut data = &buf[..n];
                 if let Some(fd) = fds.pop() {
-                    pty_master = Some(fd);
-                    if data.first() == Some(&b'T') {
+                    if data.first() == Some(&b'N') {
+                        tap = Some(fd);
+                    } else {
+                        pty_master = Some(fd);
+                    }
+                    if matches!(data.first(), Some(b'T' | b'N')) {
                         data = &data[1..];
                     }
                 }
@@ -214,6 +222,7 @@ pub fn launch(
         userns,
         pty_master,
         netns,
+        tap,
     })
 }
 

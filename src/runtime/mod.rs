@@ -80,7 +80,11 @@ impl RuntimeError {
     }
 }
 
-/// Network modes available without the user-mode stack.
+/// The network mode when neither --network nor skiff.toml names one (podman's rootless
+/// default).
+pub const DEFAULT_NETWORK: &str = "slirp4netns";
+
+/// How a container is networked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// The container gets its own network namespace with only loopback.
@@ -94,10 +98,34 @@ pub enum NetworkMode {
     Ns,
     /// `NAME[,NAME]`: attached to user-defined networks (its own network namespace).
     Bridge,
+    /// Its own network namespace with tap0, served by the monitor's user-mode network
+    /// (src/network/stack.rs), as podman's slirp4netns.
+    Slirp4netns { allow_host_loopback: bool },
 }
 
 impl NetworkMode {
     pub fn parse(s: &str) -> Result<NetworkMode, RuntimeError> {
+        let bad = |detail: String| RuntimeError::BadFlag {
+            flag: "--network",
+            detail,
+        };
+        if let ("slirp4netns", opts) = s.split_once(':').unwrap_or((s, "")) {
+            let mut allow_host_loopback = false;
+            for o in opts.split(',').filter(|o| !o.is_empty()) {
+                allow_host_loopback = match o {
+                    "allow_host_loopback=true" => true,
+                    "allow_host_loopback=false" => false,
+                    _ => {
+                        return Err(bad(format!(
+                        "unsupported slirp4netns option {o:?}: use allow_host_loopback=true|false"
+                    )))
+                    }
+                };
+            }
+            return Ok(NetworkMode::Slirp4netns {
+                allow_host_loopback,
+            });
+        }
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
@@ -110,12 +138,9 @@ impl NetworkMode {
             {
                 Ok(NetworkMode::Bridge)
             }
-            other => Err(RuntimeError::BadFlag {
-                flag: "--network",
-                detail: format!(
-                    "network mode {other:?} is not supported: use host, none, container:NAME, ns:PATH or a network name"
-                ),
-            }),
+            other => Err(bad(format!(
+                "network mode {other:?} is not supported: use slirp4netns[:allow_host_loopback=true], host, none, container:NAME, ns:PATH or a network name"
+            ))),
         }
     }
 }

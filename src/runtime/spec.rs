@@ -77,6 +77,10 @@ pub fn group_add(spec: &Spec) -> Vec<String> {
 /// Annotation asking for skiff's own init as PID 1 (`--init`).
 pub const INIT_ANNOTATION: &str = "io.skiff.init";
 
+/// Annotation asking the init for tap0 (the user-mode network, `--network
+/// slirp4netns`); its value is the mode as given.
+pub const TAP_ANNOTATION: &str = "io.skiff.tap";
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything the spec is made from.
@@ -304,7 +308,10 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         ns.insert(0, LinuxNamespaceType::User);
     }
     // container: and ns: join a network namespace at start (runtime/networks.rs).
-    if matches!(inp.network, NetworkMode::None | NetworkMode::Bridge) {
+    if matches!(
+        inp.network,
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Slirp4netns { .. }
+    ) {
         ns.push(LinuxNamespaceType::Network);
     }
     let mut linux = Linux::default();
@@ -321,7 +328,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         linux.set_uid_mappings(Some(to_id_mappings(&m.uids)));
         linux.set_gid_mappings(Some(to_id_mappings(&m.gids)));
     }
-    let sysctls = super::sysctl::parse_sysctls(&opts.sysctls, inp.network)?;
+    let mut sysctls = super::sysctl::parse_sysctls(&opts.sysctls, inp.network)?;
+    if matches!(inp.network, NetworkMode::Slirp4netns { .. }) {
+        // podman's default: ping works through ICMP sockets without CAP_NET_RAW (the
+        // monitor answers or relays the echo).
+        sysctls
+            .entry("net.ipv4.ping_group_range".to_string())
+            .or_insert_with(|| "0 0".to_string());
+    }
     if !sysctls.is_empty() {
         linux.set_sysctl(Some(sysctls.into_iter().collect()));
     }
@@ -383,6 +397,9 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     }
     if opts.init {
         ann.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+    }
+    if matches!(inp.network, NetworkMode::Slirp4netns { .. }) {
+        ann.insert(TAP_ANNOTATION.to_string(), "true".to_string());
     }
     ann.insert("io.skiff.name".to_string(), inp.name.to_string());
     ann.insert("io.skiff.id".to_string(), inp.id.to_string());

@@ -24,6 +24,7 @@ mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod netstack;
 mod networks;
 mod ports;
 mod progress;

@@ -16,7 +16,7 @@ use crate::require;
 use crate::support::{assert_error, inspect_one, json, pull, snapshot};
 use crate::util::{skiff_bin, TestEnv};
 
-mod fixture;
+pub(crate) mod fixture;
 use fixture::{nettool, ports_image, PAGE};
 
 fn setup() -> Result<(TestEnv, &'static str), String> {

@@ -295,7 +295,7 @@ fn network_host_sees_host_interfaces_and_none_only_lo() {
     ));
     assert_eq!(none, ["lo"]);
     let default = interfaces(&run_sh(&env, &[], bb, "cat /proc/net/dev"));
-    assert_eq!(default, ["lo"], "the default is --network none for now");
+    assert_eq!(default, ["lo", "tap0"], "the default is slirp4netns");
     let inside = interfaces(&run_sh(
         &env,
         &["--network", "host"],

@@ -3,8 +3,9 @@
 //! crates) and on the host. Not part of skiff.
 //!
 //! Servers (inside the container):
-//!   echo-sum PORT          echo one connection back while checksumming it; at EOF print
-//!                          `bytes=N sum=HEX` to stdout and /tmp/echo-sum, then close
+//!   echo-sum PORT [nofile] echo one connection back while checksumming it; at EOF print
+//!                          `bytes=N sum=HEX` to stdout and (without nofile) to
+//!                          /tmp/echo-sum, then close
 //!   udp-echo PORT          echo every datagram back to its sender
 //!   halfclose PORT         per connection: read to EOF, then answer `got N` and close
 //!   reset PORT             1st connection: read 1 byte, close with a reset;
@@ -12,6 +13,8 @@
 //!                          /tmp/reset-seen
 //!   sink PORT              per connection (threads): read to EOF, answer the byte
 //!                          count (8 bytes LE), close
+//!   source PORT            per connection (threads): read a count (8 bytes LE), send
+//!                          that many bytes, close
 //! Clients (on the host):
 //!   xfer ADDR BYTES        send BYTES of generated data while reading the echo; print
 //!                          `sent=N sum=HEX recv=M sum=HEX`
@@ -19,6 +22,19 @@
 //!                          to a sink; print `bytes=T secs=S gbit=G`
 //!   conns ADDR N           N sequential short connections to a sink; print
 //!                          `conns=N secs=S us_per_conn=U`
+//!   fetch ADDR BYTES       ask a source for BYTES and read them; print
+//!                          `bytes=T secs=S gbit=G`
+//!   udp-ask ADDR MSG       send MSG in one datagram, print the first answer (2 s)
+//!   many ADDR N            N connections open at once to an echo server (many-echo),
+//!                          each sends its index and reads it back; print `ok=N`
+//!   many-echo PORT         echo every connection (threads) until EOF
+//!   halfclose-client ADDR N  send N bytes, shut down writing, print what comes back
+//!   reset-client ADDR      send a byte, then read: print `reset` or `eof`
+//!   rst ADDR               send a byte, then close with a reset (SO_LINGER 0)
+//!   ping IP                one ICMP echo through an unprivileged ICMP socket (needs
+//!                          net.ipv4.ping_group_range); print `reply from IP` (2 s)
+//!   udp-flood ADDR SECS    send 1400-byte datagrams as fast as possible for SECS; print
+//!                          `sent=N`
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -102,7 +118,7 @@ fn listen(port: &str) -> TcpListener {
 fn main() {
     let v: Vec<String> = std::env::args().collect();
     match arg(&v, 1) {
-        "echo-sum" => echo_sum(arg(&v, 2)),
+        "echo-sum" => echo_sum(arg(&v, 2), v.get(3).map(String::as_str) != Some("nofile")),
         "udp-echo" => udp_echo(arg(&v, 2)),
         "halfclose" => halfclose(arg(&v, 2)),
         "reset" => reset(arg(&v, 2)),
@@ -114,11 +130,21 @@ fn main() {
             v.get(4).map(|s| num(s)).unwrap_or(1),
         ),
         "conns" => conns(arg(&v, 2), num(arg(&v, 3))),
+        "source" => source(arg(&v, 2)),
+        "fetch" => fetch(arg(&v, 2), num(arg(&v, 3))),
+        "udp-ask" => udp_ask(arg(&v, 2), arg(&v, 3)),
+        "many" => many(arg(&v, 2), num(arg(&v, 3))),
+        "many-echo" => many_echo(arg(&v, 2)),
+        "halfclose-client" => halfclose_client(arg(&v, 2), num(arg(&v, 3))),
+        "reset-client" => reset_client(arg(&v, 2)),
+        "rst" => rst(arg(&v, 2)),
+        "udp-flood" => udp_flood(arg(&v, 2), num(arg(&v, 3))),
+        "ping" => ping(arg(&v, 2)),
         other => die(&format!("unknown mode {other}")),
     }
 }
 
-fn echo_sum(port: &str) {
+fn echo_sum(port: &str, file: bool) {
     let l = listen(port);
     let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
     let mut w = s
@@ -138,7 +164,9 @@ fn echo_sum(port: &str) {
             .unwrap_or_else(|e| die(&format!("write: {e}")));
     }
     let line = format!("bytes={} sum={}\n", sum.n, sum.finish());
-    let _ = std::fs::write("/tmp/echo-sum", &line);
+    if file {
+        let _ = std::fs::write("/tmp/echo-sum", &line);
+    }
     print!("{line}");
     let _ = std::io::stdout().flush();
     let _ = w.shutdown(Shutdown::Write);
@@ -180,7 +208,7 @@ fn set_linger_zero(s: &TcpStream) {
         linger: i32,
     }
     extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const u8, len: u32) -> i32;
     }
     let l = Linger {
         onoff: 1,
@@ -192,7 +220,7 @@ fn set_linger_zero(s: &TcpStream) {
             s.as_raw_fd(),
             1,
             13,
-            &l,
+            (&l as *const Linger).cast(),
             std::mem::size_of::<Linger>() as u32,
         );
     }
@@ -355,4 +383,219 @@ fn conns(addr: &str, n: u64) {
         "conns={n} secs={secs:.3} us_per_conn={:.0}",
         secs * 1e6 / n as f64
     );
+}
+
+fn source(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut want = [0u8; 8];
+            if s.read_exact(&mut want).is_err() {
+                return;
+            }
+            let mut left = u64::from_le_bytes(want);
+            let buf = vec![0xa5u8; 1 << 20];
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+            let _ = s.shutdown(Shutdown::Write);
+            let mut rest = [0u8; 64];
+            while matches!(s.read(&mut rest), Ok(n) if n > 0) {}
+        });
+    }
+}
+
+fn fetch(addr: &str, bytes: u64) {
+    let start = Instant::now();
+    let mut s = connect(addr);
+    s.write_all(&bytes.to_le_bytes())
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => die(&format!("read: {e}")),
+        }
+    }
+    if got != bytes {
+        die(&format!("got {got} bytes of {bytes}"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "bytes={got} secs={secs:.3} gbit={:.2}",
+        got as f64 * 8.0 / secs / 1e9
+    );
+}
+
+fn udp_ask(addr: &str, msg: &str) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.connect(addr)
+        .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    s.send(msg.as_bytes())
+        .unwrap_or_else(|e| die(&format!("send: {e}")));
+    let mut buf = vec![0u8; 65536];
+    let n = s.recv(&mut buf).unwrap_or_else(|e| die(&format!("recv: {e}")));
+    println!("{}", String::from_utf8_lossy(&buf[..n]));
+}
+
+fn many(addr: &str, n: u64) {
+    let mut socks = Vec::new();
+    for i in 0..n {
+        let mut s = connect(addr);
+        s.write_all(&i.to_le_bytes())
+            .unwrap_or_else(|e| die(&format!("write {i}: {e}")));
+        socks.push(s);
+    }
+    let mut ok = 0;
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b)
+            .unwrap_or_else(|e| die(&format!("read {i}: {e}")));
+        if u64::from_le_bytes(b) == i as u64 {
+            ok += 1;
+        }
+    }
+    println!("ok={ok}");
+}
+
+fn many_echo(port: &str) {
+    let l = listen(port);
+    for s in l.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut s = s;
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn halfclose_client(addr: &str, n: u64) {
+    let mut s = connect(addr);
+    s.write_all(&vec![b'h'; n as usize])
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    s.shutdown(Shutdown::Write)
+        .unwrap_or_else(|e| die(&format!("shutdown: {e}")));
+    let mut r = String::new();
+    s.read_to_string(&mut r)
+        .unwrap_or_else(|e| die(&format!("read: {e}")));
+    print!("{r}");
+}
+
+fn reset_client(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(b"x")
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    let mut buf = [0u8; 64];
+    let seen = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "eof",
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => die(&format!("read: {e}")),
+        }
+    };
+    println!("{seen}");
+}
+
+fn rst(addr: &str) {
+    let mut s = connect(addr);
+    s.write_all(b"x")
+        .unwrap_or_else(|e| die(&format!("write: {e}")));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    set_linger_zero(&s);
+    drop(s);
+    println!("sent-reset");
+}
+
+fn udp_flood(addr: &str, secs: u64) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.connect(addr)
+        .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
+    let buf = [0x55u8; 1400];
+    let end = Instant::now() + std::time::Duration::from_secs(secs);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        for _ in 0..256 {
+            if s.send(&buf).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    println!("sent={n}");
+}
+
+fn ping(ip: &str) {
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        port: u16,
+        addr: [u8; 4],
+        zero: [u8; 8],
+    }
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+    extern "C" {
+        fn socket(domain: i32, ty: i32, proto: i32) -> i32;
+        fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
+        fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> isize;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const u8, len: u32) -> i32;
+    }
+    let a: std::net::Ipv4Addr = ip.parse().unwrap_or_else(|_| die("not an IPv4 address"));
+    // SAFETY: plain socket calls on a descriptor we own, with correctly sized buffers
+    // (AF_INET=2, SOCK_DGRAM=2, IPPROTO_ICMP=1, SOL_SOCKET=1, SO_RCVTIMEO=20).
+    unsafe {
+        let fd = socket(2, 2, 1);
+        if fd < 0 {
+            die(&format!("icmp socket: {}", std::io::Error::last_os_error()));
+        }
+        let tv = Timeval { sec: 2, usec: 0 };
+        setsockopt(
+            fd,
+            1,
+            20,
+            (&tv as *const Timeval).cast(),
+            std::mem::size_of::<Timeval>() as u32,
+        );
+        let sa = SockaddrIn {
+            family: 2,
+            port: 0,
+            addr: a.octets(),
+            zero: [0; 8],
+        };
+        if connect(fd, &sa, std::mem::size_of::<SockaddrIn>() as u32) < 0 {
+            die(&format!("connect: {}", std::io::Error::last_os_error()));
+        }
+        let req = [8u8, 0, 0, 0, 0, 0, 0, 1, b's', b'k', b'i', b'f', b'f'];
+        if send(fd, req.as_ptr(), req.len(), 0) < 0 {
+            die(&format!("send: {}", std::io::Error::last_os_error()));
+        }
+        let mut b = [0u8; 256];
+        let n = recv(fd, b.as_mut_ptr(), b.len(), 0);
+        if n < 8 || b[0] != 0 || &b[8..n as usize] != b"skiff" {
+            die(&format!("no echo reply: {}", std::io::Error::last_os_error()));
+        }
+    }
+    println!("reply from {ip}");
 }

@@ -1,0 +1,176 @@
+//! The container's TAP device. The container's init creates it while it is still root in
+//! its new user namespace (so it holds CAP_NET_ADMIN over the new network namespace),
+//! before pivot_root (so /dev/net/tun is the host's node), configures the address, MTU
+//! and default route with plain ioctls, and passes the descriptor to the monitor over
+//! its sync socket (SCM_RIGHTS). The device is not persistent: it goes away with the
+//! last descriptor (the monitor's) or with the network namespace, whichever is first.
+//!
+//! Raw ioctls through libc rather than the tun-tap crate or smoltcp's `TunTapInterface`:
+//! we need IFF_VNET_HDR and TUNSETOFFLOAD (checksum offload both ways, which neither
+//! exposes), the fd must be opened in one process and used in another, and the address
+//! and route set-up is a handful of ioctls either way.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The slirp4netns addresses (podman's defaults).
+pub const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+pub const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
+pub const MTU: u32 = 65520;
+pub const NAME: &str = "tap0";
+/// Size of `struct virtio_net_hdr` that precedes every frame (IFF_VNET_HDR).
+pub const VNET_HDR: usize = 10;
+
+/// Creates and configures tap0 in the current network namespace; the caller must have
+/// CAP_NET_ADMIN over it. Errors are one line naming what to do.
+pub fn create() -> Result<OwnedFd, String> {
+    use nix::fcntl::OFlag;
+    tracing::debug!("open /dev/net/tun");
+    let fd = nix::fcntl::open(
+        "/dev/net/tun",
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::EACCES | nix::errno::Errno::EPERM | nix::errno::Errno::ENOENT => {
+            format!(
+                "cannot open /dev/net/tun for the container's network: {}: ask an admin to make it usable by everyone (`chmod 0666 /dev/net/tun`, or load the tun module), or run with --network none",
+                e.desc()
+            )
+        }
+        e => format!("opening /dev/net/tun: {}", e.desc()),
+    })?;
+    let mut ifr = ifreq(NAME);
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+    // SAFETY: TUNSETIFF reads the ifreq we own (and writes the name back into it).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
+        return Err(format!("creating {NAME}: TUNSETIFF: {}", last()));
+    }
+    // Frames from the container may carry partial checksums (we never check them: the
+    // link is a memory copy); big segments stay one frame thanks to the MTU.
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::TUN_F_CSUM) } < 0 {
+        return Err(format!("{NAME}: TUNSETOFFLOAD: {}", last()));
+    }
+    configure()?;
+    Ok(fd)
+}
+
+fn last() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in name.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
+        ifr.ifr_name[i] = b as libc::c_char;
+    }
+    ifr
+}
+
+fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size; the kernel reads the
+    // family-tagged bytes.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// `struct rtentry` of <net/route.h> (glibc's libc crate lacks it).
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+/// Address, netmask, MTU, up, default route via the gateway.
+fn configure() -> Result<(), String> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let s = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket for {NAME}: {e}"))?;
+    let ioctl = |req: libc::Ioctl, ifr: &mut libc::ifreq, what: &str| -> Result<(), String> {
+        tracing::debug!(what, "ioctl on {NAME}");
+        // SAFETY: each request reads (or fills) the ifreq we own.
+        if unsafe { libc::ioctl(s.as_raw_fd(), req, ifr as *mut libc::ifreq) } < 0 {
+            return Err(format!("configuring {NAME}: {what}: {}", last()));
+        }
+        Ok(())
+    };
+    let mut ifr = ifreq(NAME);
+    ifr.ifr_ifru.ifru_mtu = MTU as i32;
+    ioctl(libc::SIOCSIFMTU, &mut ifr, "SIOCSIFMTU")?;
+    let mut ifr = ifreq(NAME);
+    ifr.ifr_ifru.ifru_addr = sockaddr(GUEST_IP);
+    ioctl(libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR")?;
+    let mut ifr = ifreq(NAME);
+    ifr.ifr_ifru.ifru_netmask = sockaddr(NETMASK);
+    ioctl(libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")?;
+    let mut ifr = ifreq(NAME);
+    ioctl(libc::SIOCGIFFLAGS, &mut ifr, "SIOCGIFFLAGS")?;
+    // SAFETY: reading the union member SIOCGIFFLAGS just filled.
+    unsafe {
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    ioctl(libc::SIOCSIFFLAGS, &mut ifr, "SIOCSIFFLAGS")?;
+    let mut dev = *b"tap0\0";
+    let mut rt = RtEntry {
+        rt_pad1: 0,
+        rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
+        rt_gateway: sockaddr(GATEWAY_IP),
+        rt_genmask: sockaddr(Ipv4Addr::UNSPECIFIED),
+        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        rt_pad2: 0,
+        rt_pad3: 0,
+        rt_pad4: std::ptr::null_mut(),
+        rt_metric: 0,
+        rt_dev: dev.as_mut_ptr().cast(),
+        rt_mtu: 0,
+        rt_window: 0,
+        rt_irtt: 0,
+    };
+    tracing::debug!("SIOCADDRT default via {GATEWAY_IP}");
+    // SAFETY: SIOCADDRT reads the rtentry (and the device name it points to), both alive
+    // for the call.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCADDRT, &mut rt as *mut RtEntry) } < 0 {
+        return Err(format!(
+            "adding the default route via {GATEWAY_IP}: {}",
+            last()
+        ));
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor received from the init (already an OwnedFd) and makes
+/// sure it is non-blocking.
+pub fn adopt(fd: OwnedFd) -> OwnedFd {
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    fd
+}
