@@ -122,7 +122,8 @@ fn validate_lifecycle(opts: &CreateOptions) -> Result<(), RuntimeError> {
 }
 
 /// The container's published ports (`-p`, and `-P` for the image's EXPOSEd ports), with
-/// host ports fixed now; none with the host's network, where podman drops them too.
+/// host ports fixed now; none with the host's, another container's or no network,
+/// where podman drops them too (with its warning).
 fn published_ports(
     image: &ImageConfiguration,
     opts: &CreateOptions,
@@ -153,7 +154,10 @@ fn published_ports(
     if reqs.is_empty() {
         return Ok(Vec::new());
     }
-    if matches!(network, NetworkMode::Host | NetworkMode::Container) {
+    if matches!(
+        network,
+        NetworkMode::Host | NetworkMode::Container | NetworkMode::None
+    ) {
         tracing::warn!("Port mappings have been discarded as one of the Host, Container, Pod, and None network modes are in use");
         return Ok(Vec::new());
     }

@@ -529,30 +529,35 @@ fn malformed_publish_changes_nothing() {
 }
 
 #[test]
-fn host_network_ignores_publish_with_a_warning() {
+fn host_and_none_networks_ignore_publish_with_a_warning() {
     let (env, img) = require!(setup());
     let port = free_port();
     let p = format!("{port}:80");
-    let out = env.run(&[
-        "create",
-        "--name",
-        "hn",
-        "--network",
-        "host",
-        "-p",
-        &p,
-        img,
-        "true",
-    ]);
-    out.success();
-    assert!(
-        out.stderr_str()
-            .contains("Port mappings have been discarded"),
-        "{}",
-        out.describe()
-    );
+    for net in ["host", "none"] {
+        let name = format!("n-{net}");
+        let out = env.run(&[
+            "create",
+            "--name",
+            &name,
+            "--network",
+            net,
+            "-p",
+            &p,
+            img,
+            "true",
+        ]);
+        out.success();
+        assert!(
+            out.stderr_str()
+                .contains("Port mappings have been discarded"),
+            "{}",
+            out.describe()
+        );
+    }
     let ps = env.run(&["ps", "-a", "--format", "{{.Names}}:{{.Ports}}"]);
-    assert_eq!(ps.stdout_trim(), "hn:", "{}", ps.describe());
+    let mut lines: Vec<String> = ps.stdout_str().lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["n-host:", "n-none:"], "{}", ps.describe());
 }
 
 #[test]
