@@ -165,6 +165,12 @@ fn stopped_root(bundle: &Path) -> Result<OwnedFd, String> {
     .map_err(|e| format!("making / private: {e}"))?;
     let spec = super::bundle::load_spec(bundle).map_err(|e| e.to_string())?;
     let layout = super::bundle::load_layout(bundle).map_err(|e| e.to_string())?;
+    if layout.idmapped {
+        // Its lower layers are the host's, shown with the container's IDs only through
+        // idmapped mounts, which this helper (inside the container's user namespace)
+        // cannot make: mounted here they would show the wrong owners.
+        return Err("the container is stopped and its layers are idmapped (root with a user namespace): start it and export or commit while it runs, or create it with SKIFF_NO_IDMAP=1 to copy its layers".into());
+    }
     let target = super::spec::rootfs_path(bundle, &spec);
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     let mut lower: Vec<String> = Vec::new();

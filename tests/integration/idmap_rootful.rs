@@ -200,3 +200,57 @@ fn no_idmap_env_falls_back_to_a_copy_per_mapping() {
     env.run(&["rm", "-a"]).success();
     assert_eq!(mounts(&env), before_mounts);
 }
+
+#[test]
+fn export_of_an_idmapped_container_shows_the_containers_owners_or_refuses() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootful());
+    let img = &fx.layered.reference;
+    pull(&env, img);
+    let run = env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--uidmap",
+        "0:100000:65536",
+        img,
+        "sh",
+        "-c",
+        "echo mine > /mine; chown 1000:1000 /mine; sleep 100",
+    ]);
+    run.success();
+    // Running: the export sees the container's own mounts, so its own owners.
+    let mut listing = String::new();
+    for _ in 0..50 {
+        let tar = env.work.join("running.tar");
+        env.run(&["export", "-o", tar.to_str().unwrap(), "ex"])
+            .success();
+        let out = env
+            .host_cmd("tar", &["-tvf", tar.to_str().unwrap(), "--numeric-owner"])
+            .output();
+        out.success();
+        listing = out.stdout_str();
+        if listing.contains(" mine") || listing.contains("/mine") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let owner = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{name} not in the export:\n{listing}"))
+            .to_string()
+    };
+    assert_eq!(owner("bin/busybox"), "0/0");
+    assert_eq!(owner("opt/owned/by-1000"), "1000/1000");
+    assert_eq!(owner("mine"), "1000/1000");
+    // Stopped: refused with one clear line (never an archive with host owners).
+    env.run(&["stop", "-t", "0", "ex"]).success();
+    let tar = env.work.join("stopped.tar");
+    let out = env.run(&["export", "-o", tar.to_str().unwrap(), "ex"]);
+    crate::support::assert_error(&out, 125, &["idmapped", "SKIFF_NO_IDMAP=1"]);
+    env.run(&["rm", "ex"]).success();
+}
