@@ -359,6 +359,13 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     if notify_mode == "container" {
         sd_notify(&format!("MAINPID={me}\n"));
     }
+    // A user-defined network: its address and gateway, and resolv.conf naming it.
+    let member = crate::network::member::membership(&store, &rec.id);
+    if let Some(m) = &member {
+        if o.dns.is_empty() {
+            crate::network::member::write_resolv(&bundle, m);
+        }
+    }
     let code = loop {
         let (mut streams, cio) = if o.tty {
             (
@@ -427,8 +434,11 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         };
         crate::runtime::cgroup::join_freezer(&rec.id, launched.pid.as_raw());
         let mut launched = launched;
-        let served = serve_ports(&mut io, &launched)
-            .and_then(|()| start_network(&mut io, launched.tap.take(), o.network.as_deref()));
+        let tap = launched.tap.take();
+        let served = serve_ports(&mut io, &launched).and_then(|()| {
+            let mode = o.network.as_deref();
+            start_network(&mut io, tap, &launched, mode, member.as_ref(), &rec.id)
+        });
         if let Err(msg) = served {
             let _ = nix::sys::signal::kill(launched.pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(launched.pid, None);
@@ -538,23 +548,36 @@ fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the user-mode network on the tap the init created (`--network slirp4netns`).
-fn start_network(io: &mut Io, tap: Option<OwnedFd>, mode: Option<&str>) -> Result<(), String> {
+/// Starts the user-mode network on the tap the init created (`--network slirp4netns`,
+/// or a user-defined network).
+fn start_network(
+    io: &mut Io,
+    tap: Option<OwnedFd>,
+    launched: &launch::Launched,
+    mode: Option<&str>,
+    member: Option<&crate::network::member::Membership>,
+    id: &str,
+) -> Result<(), String> {
     let Some(tap) = tap else {
         io.net = None;
         return Ok(());
     };
+    if let (Some(m), Some(netns)) = (member, &launched.netns) {
+        let stack = crate::network::member::start(tap, launched.userns.as_ref(), netns, m, id)?;
+        io.net = Some(stack);
+        return Ok(());
+    }
     let allow_host_loopback = matches!(
         crate::runtime::NetworkMode::parse(mode.unwrap_or(crate::runtime::DEFAULT_NETWORK)),
         Ok(crate::runtime::NetworkMode::Slirp4netns {
             allow_host_loopback: true
         })
     );
-    let opts = crate::network::stack::SlirpOptions {
+    let opts = crate::network::stack::SlirpOptions::slirp(
         allow_host_loopback,
-        dns_upstream: crate::network::dns_upstream(),
-    };
-    io.net = Some(crate::network::stack::Stack::new(tap, opts)?);
+        crate::network::dns_upstream(),
+    );
+    io.net = Some(crate::network::stack::Stack::new(tap, opts, None)?);
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 pub mod connector;
 mod frame;
 mod listen;
+pub mod member;
+pub mod peers;
 pub mod portspec;
 pub mod relay;
 mod relay_conn;

@@ -33,6 +33,7 @@ const BUF: usize = VNET_HDR + frame::ETH + tap::MTU as usize + 64;
 const K_TAP: u64 = 10;
 pub(super) const K_TCP: u64 = 11;
 pub(super) const K_UDP: u64 = 12;
+const K_PEER: u64 = 13;
 
 /// What `--network slirp4netns[:options]` asked for, plus where DNS goes.
 #[derive(Debug, Clone)]
@@ -41,6 +42,33 @@ pub struct SlirpOptions {
     pub allow_host_loopback: bool,
     /// The resolver that queries to 10.0.2.3 are relayed to.
     pub dns_upstream: Option<SocketAddr>,
+    /// The container's side of the link.
+    pub guest: tap::Addressing,
+    /// Our own addresses on the link: the gateway, and where DNS is answered.
+    pub gateway: Ipv4Addr,
+    pub dns: Ipv4Addr,
+    /// No way out (`network create --internal`): only the link's own addresses.
+    pub internal: bool,
+}
+
+impl SlirpOptions {
+    /// `--network slirp4netns[:allow_host_loopback=...]`.
+    pub fn slirp(allow_host_loopback: bool, dns_upstream: Option<SocketAddr>) -> SlirpOptions {
+        SlirpOptions {
+            allow_host_loopback,
+            dns_upstream,
+            guest: tap::SLIRP,
+            gateway: tap::GATEWAY_IP,
+            dns: tap::DNS_IP,
+            internal: false,
+        }
+    }
+
+    /// On the container's link (its subnet).
+    pub(super) fn on_link(&self, ip: Ipv4Addr) -> bool {
+        let m = u32::from(self.guest.netmask);
+        u32::from(ip) & m == u32::from(self.guest.ip) & m
+    }
 }
 
 /// The tap and the frame buffer everything writes through.
@@ -81,6 +109,8 @@ pub struct Stack {
     pub(super) ack_due: Vec<usize>,
     pub(super) generation: u32,
     pub(super) max_tcp: usize,
+    /// The other members of a user-defined network (peers.rs).
+    pub(super) peers: Option<super::peers::Peers>,
     /// Bytes buffered for host sockets that were full (tcp.rs).
     pub(super) pending_bytes: usize,
     /// When to look at retransmission timers (only while data is unacknowledged).
@@ -91,16 +121,16 @@ pub struct Stack {
 
 /// Where a destination the container sees maps to on the host; None: refused.
 pub(super) fn map_dest(opts: &SlirpOptions, dst: Ipv4Addr, port: u16) -> Option<SocketAddr> {
-    if dst == tap::GATEWAY_IP {
+    if dst == opts.dns && port == 53 {
+        return opts.dns_upstream;
+    }
+    if dst == opts.gateway {
         return opts
             .allow_host_loopback
             .then(|| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)));
     }
-    if dst == tap::DNS_IP {
-        return if port == 53 { opts.dns_upstream } else { None };
-    }
-    let net = u32::from(tap::GUEST_IP) & u32::from(tap::NETMASK);
-    if u32::from(dst) & u32::from(tap::NETMASK) == net
+    if opts.on_link(dst)
+        || opts.internal
         || dst.is_broadcast()
         || dst.is_multicast()
         || dst.is_unspecified()
@@ -123,7 +153,11 @@ pub(super) fn register(epoll: &Epoll, fd: &OwnedFd, flags: EpollFlags, k: u64) -
 }
 
 impl Stack {
-    pub fn new(tap_fd: OwnedFd, opts: SlirpOptions) -> Result<Stack, String> {
+    pub fn new(
+        tap_fd: OwnedFd,
+        opts: SlirpOptions,
+        peers: Option<super::peers::Peers>,
+    ) -> Result<Stack, String> {
         let tap_fd = tap::adopt(tap_fd);
         let epoll =
             Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
@@ -133,6 +167,14 @@ impl Stack {
                 EpollEvent::new(EpollFlags::EPOLLIN, key(K_TAP, 0, 0)),
             )
             .map_err(|e| format!("epoll add tap: {e}"))?;
+        if let Some(p) = &peers {
+            epoll
+                .add(
+                    p.fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, key(K_PEER, 0, 0)),
+                )
+                .map_err(|e| format!("epoll add member socket: {e}"))?;
+        }
         let nofile = super::listen::raise_nofile();
         let max_tcp =
             tcp::MAX_CONNS.min(nofile.saturating_sub(256 + udp::MAX_FLOWS as u64) as usize);
@@ -155,6 +197,7 @@ impl Stack {
             generation: 0,
             max_tcp: max_tcp.max(16),
             pending_bytes: 0,
+            peers,
             rto_tick: None,
             sweep_at: None,
         })
@@ -192,6 +235,7 @@ impl Stack {
                 K_TAP => self.read_tap(),
                 K_TCP => tcp::host_event(self, idx, generation, flags),
                 K_UDP => udp::host_event(self, idx, generation),
+                K_PEER => self.relay_from_peers(),
                 _ => {}
             }
         }
@@ -224,6 +268,24 @@ impl Stack {
         }
     }
 
+    /// Frames other members' monitors sent us, to our tap (addressed to our container).
+    fn relay_from_peers(&mut self) {
+        let Some(peers) = &self.peers else { return };
+        for _ in 0..TAP_BATCH {
+            let Some(n) = peers.recv(&mut self.rbuf) else {
+                break;
+            };
+            if n < IP_AT {
+                continue;
+            }
+            self.rbuf[VNET_HDR..VNET_HDR + 6].copy_from_slice(&self.out.mac);
+            self.rbuf[VNET_HDR + 6..VNET_HDR + 12].copy_from_slice(&frame::GW_MAC);
+            if let Err(e) = nix::unistd::write(&self.out.tap, &self.rbuf[..n]) {
+                tracing::debug!(error = %e, "tap write (from a member)");
+            }
+        }
+    }
+
     fn frame(&mut self, f: &[u8]) {
         let eth = &f[VNET_HDR..IP_AT];
         let src_mac: [u8; 6] = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
@@ -233,7 +295,17 @@ impl Stack {
         let payload = &f[IP_AT..];
         match u16::from_be_bytes([eth[12], eth[13]]) {
             0x0806 => {
-                let ours = [tap::GATEWAY_IP, tap::DNS_IP];
+                // The gateway and DNS addresses, and on a user-defined network every
+                // other address of the link (frames for members are relayed to their
+                // monitors, whatever MAC they carry).
+                let mut ours = vec![self.opts.gateway, self.opts.dns];
+                if let Some(p) = &mut self.peers {
+                    ours.extend(
+                        p.addresses()
+                            .into_iter()
+                            .filter(|a| *a != self.opts.guest.ip),
+                    );
+                }
                 if let Some(len) = frame::arp_reply(&mut self.out.buf, payload, &ours) {
                     self.out.send(len);
                 }
@@ -242,6 +314,12 @@ impl Stack {
                 let Some(p) = frame::ipv4(payload) else {
                     return;
                 };
+                if let Some(peers) = &mut self.peers {
+                    if self.opts.on_link(p.dst) && p.dst != self.opts.gateway {
+                        peers.forward(f, p.dst);
+                        return;
+                    }
+                }
                 match p.proto {
                     frame::PROTO_TCP => tcp::guest_segment(self, &p),
                     frame::PROTO_UDP => udp::guest_datagram(self, &p),

@@ -23,9 +23,26 @@ pub const NAME: &str = "tap0";
 /// Size of `struct virtio_net_hdr` that precedes every frame (IFF_VNET_HDR).
 pub const VNET_HDR: usize = 10;
 
-/// Creates and configures tap0 in the current network namespace; the caller must have
-/// CAP_NET_ADMIN over it. Errors are one line naming what to do.
-pub fn create() -> Result<OwnedFd, String> {
+/// The addresses of tap0.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressing {
+    pub ip: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    /// The default route (none for an internal network).
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// slirp4netns's layout.
+pub const SLIRP: Addressing = Addressing {
+    ip: GUEST_IP,
+    netmask: NETMASK,
+    gateway: Some(GATEWAY_IP),
+};
+
+/// Creates tap0 in the current network namespace, up with our MTU, addressed as `addr`
+/// says (None: no address yet, the monitor sets it); the caller must have
+/// CAP_NET_ADMIN over the namespace. Errors are one line naming what to do.
+pub fn create(addr: Option<&Addressing>) -> Result<OwnedFd, String> {
     use nix::fcntl::OFlag;
     tracing::debug!("open /dev/net/tun");
     let fd = nix::fcntl::open(
@@ -54,7 +71,7 @@ pub fn create() -> Result<OwnedFd, String> {
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::TUN_F_CSUM) } < 0 {
         return Err(format!("{NAME}: TUNSETOFFLOAD: {}", last()));
     }
-    configure()?;
+    configure(addr)?;
     Ok(fd)
 }
 
@@ -103,8 +120,8 @@ struct RtEntry {
     rt_irtt: libc::c_ushort,
 }
 
-/// Address, netmask, MTU, up, default route via the gateway.
-fn configure() -> Result<(), String> {
+/// MTU, up, and with `addr` address, netmask and the default route.
+pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     let s = socket(
         AddressFamily::Inet,
@@ -124,12 +141,14 @@ fn configure() -> Result<(), String> {
     let mut ifr = ifreq(NAME);
     ifr.ifr_ifru.ifru_mtu = MTU as i32;
     ioctl(libc::SIOCSIFMTU, &mut ifr, "SIOCSIFMTU")?;
-    let mut ifr = ifreq(NAME);
-    ifr.ifr_ifru.ifru_addr = sockaddr(GUEST_IP);
-    ioctl(libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR")?;
-    let mut ifr = ifreq(NAME);
-    ifr.ifr_ifru.ifru_netmask = sockaddr(NETMASK);
-    ioctl(libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")?;
+    if let Some(a) = addr {
+        let mut ifr = ifreq(NAME);
+        ifr.ifr_ifru.ifru_addr = sockaddr(a.ip);
+        ioctl(libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR")?;
+        let mut ifr = ifreq(NAME);
+        ifr.ifr_ifru.ifru_netmask = sockaddr(a.netmask);
+        ioctl(libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")?;
+    }
     let mut ifr = ifreq(NAME);
     ioctl(libc::SIOCGIFFLAGS, &mut ifr, "SIOCGIFFLAGS")?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled.
@@ -137,11 +156,14 @@ fn configure() -> Result<(), String> {
         ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     }
     ioctl(libc::SIOCSIFFLAGS, &mut ifr, "SIOCSIFFLAGS")?;
+    let Some(gw) = addr.and_then(|a| a.gateway) else {
+        return Ok(());
+    };
     let mut dev = *b"tap0\0";
     let mut rt = RtEntry {
         rt_pad1: 0,
         rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
-        rt_gateway: sockaddr(GATEWAY_IP),
+        rt_gateway: sockaddr(gw),
         rt_genmask: sockaddr(Ipv4Addr::UNSPECIFIED),
         rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
         rt_pad2: 0,
@@ -153,14 +175,11 @@ fn configure() -> Result<(), String> {
         rt_window: 0,
         rt_irtt: 0,
     };
-    tracing::debug!("SIOCADDRT default via {GATEWAY_IP}");
+    tracing::debug!("SIOCADDRT default via {gw}");
     // SAFETY: SIOCADDRT reads the rtentry (and the device name it points to), both alive
     // for the call.
     if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCADDRT, &mut rt as *mut RtEntry) } < 0 {
-        return Err(format!(
-            "adding the default route via {GATEWAY_IP}: {}",
-            last()
-        ));
+        return Err(format!("adding the default route via {gw}: {}", last()));
     }
     Ok(())
 }
@@ -173,4 +192,34 @@ pub fn adopt(fd: OwnedFd) -> OwnedFd {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     fd
+}
+
+/// Addresses tap0 of a running container from the monitor: a forked child joins the
+/// container's user namespace (for CAP_NET_ADMIN over its network namespace), then the
+/// network namespace, and configures the device. Only call from a single-threaded
+/// process.
+pub fn configure_in(
+    userns: Option<&OwnedFd>,
+    netns: &OwnedFd,
+    addr: &Addressing,
+) -> Result<(), String> {
+    use nix::sched::CloneFlags;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    tracing::debug!(?addr, "fork: configure tap0");
+    // SAFETY: the monitor is single-threaded; the child only makes syscalls and ends
+    // in _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let ok = userns.is_none_or(|u| nix::sched::setns(u, CloneFlags::CLONE_NEWUSER).is_ok())
+                && nix::sched::setns(netns, CloneFlags::CLONE_NEWNET).is_ok()
+                && configure(Some(addr)).is_ok();
+            // SAFETY: _exit skips destructors of the state copied from the monitor.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            _ => Err(format!("configuring {NAME} with {} failed", addr.ip)),
+        },
+        Err(e) => Err(format!("fork to configure {NAME}: {e}")),
+    }
 }

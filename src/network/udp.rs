@@ -18,7 +18,6 @@ use nix::sys::socket::{
 use super::frame::{self, Ipv4Pkt, L4_AT, PROTO_ICMP, PROTO_UDP};
 use super::relay::key;
 use super::stack::{map_dest, register, Stack, K_UDP};
-use super::tap;
 
 /// Flows at once; the least recently used goes when a new one needs room.
 pub(super) const MAX_FLOWS: usize = 1024;
@@ -48,6 +47,21 @@ pub(super) fn guest_datagram(st: &mut Stack, p: &Ipv4Pkt) {
     let Some((sport, dport, data)) = frame::udp(p.payload) else {
         return;
     };
+    if p.dst == st.opts.dns && dport == 53 {
+        if let Some(answer) = st.peers.as_mut().and_then(|x| x.dns_answer(data)) {
+            let at = L4_AT + 8;
+            st.out.buf[at..at + answer.len()].copy_from_slice(&answer);
+            let n = frame::udp_header(
+                &mut st.out.buf,
+                st.out.mac,
+                (st.opts.dns, 53),
+                (p.src, sport),
+                answer.len(),
+            );
+            st.out.send(n);
+            return;
+        }
+    }
     let k = FlowKey {
         proto: PROTO_UDP,
         guest: (p.src, sport),
@@ -57,7 +71,7 @@ pub(super) fn guest_datagram(st: &mut Stack, p: &Ipv4Pkt) {
         Some(&i) => i,
         None => {
             let Some(addr) = map_dest(&st.opts, p.dst, dport) else {
-                if p.dst == tap::GATEWAY_IP || p.dst == tap::DNS_IP {
+                if p.dst == st.opts.gateway || p.dst == st.opts.dns {
                     st.icmp_unreachable(p, 3);
                 }
                 return;
@@ -83,7 +97,7 @@ pub(super) fn guest_icmp(st: &mut Stack, p: &Ipv4Pkt) {
     if m.len() < 8 || m[0] != 8 {
         return;
     }
-    if p.dst == tap::GATEWAY_IP || p.dst == tap::DNS_IP {
+    if p.dst == st.opts.gateway || p.dst == st.opts.dns {
         let mut reply = m.to_vec();
         reply[0] = 0;
         let n = frame::icmp(&mut st.out.buf, st.out.mac, p.dst, p.src, &reply);
@@ -257,11 +271,7 @@ pub(super) fn sweep(st: &mut Stack, now: Instant) {
         .enumerate()
         .filter_map(|(i, f)| {
             let f = f.as_ref()?;
-            let limit = if f.key.peer == (tap::DNS_IP, 53) {
-                DNS_IDLE
-            } else {
-                IDLE
-            };
+            let limit = if f.key.peer.1 == 53 { DNS_IDLE } else { IDLE };
             (now.duration_since(f.last) > limit).then_some(i)
         })
         .collect();

@@ -214,10 +214,12 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             .spec
             .annotations()
             .as_ref()
-            .is_some_and(|m| m.contains_key(super::spec::TAP_ANNOTATION));
-        if tap {
-            // Still root in the new user namespace, and /dev is still the host's.
-            let fd = crate::network::tap::create().map_err(Fail::engine)?;
+            .and_then(|m| m.get(super::spec::TAP_ANNOTATION).cloned());
+        if let Some(how) = tap {
+            // Still root in the new user namespace, and /dev is still the host's. A
+            // user-defined network's address is set by the monitor ("bare").
+            let addr = (how != "bare").then_some(&crate::network::tap::SLIRP);
+            let fd = crate::network::tap::create(addr).map_err(Fail::engine)?;
             super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
                 .map_err(|e| Fail::engine(format!("passing tap0 to the monitor: {e}")))?;
         }

@@ -221,10 +221,6 @@ pub fn prepare(
                     ip,
                 });
             }
-            tracing::warn!(
-                "network {}: skiff's user-mode datapath for user-defined networks is not built yet: the container gets its address recorded but only loopback inside",
-                names.join(",")
-            );
             Ok(Prepared {
                 network: Some(
                     attach

@@ -398,8 +398,14 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     if opts.init {
         ann.insert(INIT_ANNOTATION.to_string(), "true".to_string());
     }
-    if matches!(inp.network, NetworkMode::Slirp4netns { .. }) {
-        ann.insert(TAP_ANNOTATION.to_string(), "true".to_string());
+    match inp.network {
+        NetworkMode::Slirp4netns { .. } => {
+            ann.insert(TAP_ANNOTATION.to_string(), "true".to_string());
+        }
+        NetworkMode::Bridge => {
+            ann.insert(TAP_ANNOTATION.to_string(), "bare".to_string());
+        }
+        _ => {}
     }
     ann.insert("io.skiff.name".to_string(), inp.name.to_string());
     ann.insert("io.skiff.id".to_string(), inp.id.to_string());

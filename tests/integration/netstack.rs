@@ -626,3 +626,5 @@ fn bad_network_options_are_refused_and_change_nothing() {
     }
     assert_eq!(snapshot(&env), before);
 }
+
+mod members;
