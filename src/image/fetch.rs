@@ -141,6 +141,16 @@ pub async fn unpack(
     let _ = rd.read_line(&mut line).await;
     let summary: Option<Summary> = serde_json::from_str(line.trim()).ok();
     let outcome = match (streamed, summary) {
+        // Our own side failed (the blob store's disk, the registry, the digest): that
+        // is the cause, and the helper only saw its stream end early.
+        (
+            Err(
+                e @ (ImageError::Io { .. }
+                | ImageError::Registry { .. }
+                | ImageError::DigestMismatch { .. }),
+            ),
+            _,
+        ) => Err(e),
         // A helper error explains a broken pipe better than the pipe does.
         (_, Some(Summary { error: Some(e), .. })) => Err(job.err(e)),
         (Err(e), _) => Err(e),
