@@ -238,7 +238,7 @@ http:
   addr: 127.0.0.1:$port
 EOF
         # Not through the as_user function: $! must be the registry itself.
-        "${AS_USER[@]}" "$REGISTRY_BIN" serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
+        "${AS_USER[@]}" "${REGISTRY_BIN:-$(command -v docker-registry || echo /usr/bin/docker-registry)}" serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
         REGISTRY_PID=$!
         for i in $(seq 100); do
             if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
