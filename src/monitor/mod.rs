@@ -412,9 +412,14 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         };
         // container:/ns: namespaces are looked up at every start (a target that
         // restarted has new ones).
-        let launched = match crate::runtime::networks::join_for(&store, &cfg)
-            .and_then(|join| launch::launch(&bundle, &cio, join.as_ref()))
-        {
+        let launched = match crate::runtime::networks::join_for(&store, &cfg).and_then(|join| {
+            launch::launch(
+                &bundle,
+                &cio,
+                join.as_ref(),
+                member.as_ref().map(|m| &m.addr),
+            )
+        }) {
             Ok(l) => l,
             Err(e) => {
                 let code = e.exit_code();
@@ -437,7 +442,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         let tap = launched.tap.take();
         let served = serve_ports(&mut io, &launched).and_then(|()| {
             let mode = o.network.as_deref();
-            start_network(&mut io, tap, &launched, mode, member.as_ref(), &rec.id)
+            start_network(&mut io, tap, mode, member.as_ref(), &rec.id)
         });
         if let Err(msg) = served {
             let _ = nix::sys::signal::kill(launched.pid, Signal::SIGKILL);
@@ -553,7 +558,6 @@ fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
 fn start_network(
     io: &mut Io,
     tap: Option<OwnedFd>,
-    launched: &launch::Launched,
     mode: Option<&str>,
     member: Option<&crate::network::member::Membership>,
     id: &str,
@@ -562,8 +566,8 @@ fn start_network(
         io.net = None;
         return Ok(());
     };
-    if let (Some(m), Some(netns)) = (member, &launched.netns) {
-        let stack = crate::network::member::start(tap, launched.userns.as_ref(), netns, m, id)?;
+    if let Some(m) = member {
+        let stack = crate::network::member::start(tap, m, id)?;
         io.net = Some(stack);
         return Ok(());
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::peers::Peers;
 use super::stack::{SlirpOptions, Stack};
-use super::tap::{self, Addressing};
+use super::tap::Addressing;
 use crate::storage::Store;
 
 pub struct Membership {
@@ -65,16 +65,9 @@ pub fn write_resolv(bundle: &Path, m: &Membership) {
     }
 }
 
-/// Addresses tap0 inside the container and starts its network: members through their
+/// Starts the network of tap0, which the init addressed (launch sent it `m.addr`): members through their
 /// monitors, the rest of the world through host sockets (unless internal).
-pub fn start(
-    tap_fd: OwnedFd,
-    userns: Option<&OwnedFd>,
-    netns: &OwnedFd,
-    m: &Membership,
-    container_id: &str,
-) -> Result<Stack, String> {
-    tap::configure_in(userns, netns, &m.addr)?;
+pub fn start(tap_fd: OwnedFd, m: &Membership, container_id: &str) -> Result<Stack, String> {
     let peers = Peers::bind(&m.run_dir, container_id)?;
     let opts = SlirpOptions {
         allow_host_loopback: false,

@@ -32,6 +32,30 @@ pub struct Addressing {
     pub gateway: Option<Ipv4Addr>,
 }
 
+impl Addressing {
+    /// One line for the init, which addresses tap0 itself before the container runs.
+    pub fn to_line(self) -> String {
+        let gw = self.gateway.map_or("-".to_string(), |g| g.to_string());
+        format!("{} {} {gw}\n", self.ip, self.netmask)
+    }
+
+    /// The inverse of [`Addressing::to_line`].
+    pub fn parse_line(line: &str) -> Option<Addressing> {
+        let mut w = line.split_whitespace();
+        let ip = w.next()?.parse().ok()?;
+        let netmask = w.next()?.parse().ok()?;
+        let gateway = match w.next()? {
+            "-" => None,
+            g => Some(g.parse().ok()?),
+        };
+        Some(Addressing {
+            ip,
+            netmask,
+            gateway,
+        })
+    }
+}
+
 /// slirp4netns's layout.
 pub const SLIRP: Addressing = Addressing {
     ip: GUEST_IP,
@@ -192,34 +216,4 @@ pub fn adopt(fd: OwnedFd) -> OwnedFd {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     fd
-}
-
-/// Addresses tap0 of a running container from the monitor: a forked child joins the
-/// container's user namespace (for CAP_NET_ADMIN over its network namespace), then the
-/// network namespace, and configures the device. Only call from a single-threaded
-/// process.
-pub fn configure_in(
-    userns: Option<&OwnedFd>,
-    netns: &OwnedFd,
-    addr: &Addressing,
-) -> Result<(), String> {
-    use nix::sched::CloneFlags;
-    use nix::sys::wait::{waitpid, WaitStatus};
-    tracing::debug!(?addr, "fork: configure tap0");
-    // SAFETY: the monitor is single-threaded; the child only makes syscalls and ends
-    // in _exit.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let ok = userns.is_none_or(|u| nix::sched::setns(u, CloneFlags::CLONE_NEWUSER).is_ok())
-                && nix::sched::setns(netns, CloneFlags::CLONE_NEWNET).is_ok()
-                && configure(Some(addr)).is_ok();
-            // SAFETY: _exit skips destructors of the state copied from the monitor.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-            _ => Err(format!("configuring {NAME} with {} failed", addr.ip)),
-        },
-        Err(e) => Err(format!("fork to configure {NAME}: {e}")),
-    }
 }

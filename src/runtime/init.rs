@@ -217,8 +217,13 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             .and_then(|m| m.get(super::spec::TAP_ANNOTATION).cloned());
         if let Some(how) = tap {
             // Still root in the new user namespace, and /dev is still the host's. A
-            // user-defined network's address is set by the monitor ("bare").
-            let addr = (how != "bare").then_some(&crate::network::tap::SLIRP);
+            // user-defined network's address ("bare") came from the monitor after "M".
+            let member = if how == "bare" {
+                Some(read_addressing(&mut s)?)
+            } else {
+                None
+            };
+            let addr = member.as_ref().or(Some(&crate::network::tap::SLIRP));
             let fd = crate::network::tap::create(addr).map_err(Fail::engine)?;
             super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
                 .map_err(|e| Fail::engine(format!("passing tap0 to the monitor: {e}")))?;
@@ -319,6 +324,23 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
         );
     }
     Err(process::exec(&prog, &args, &env))
+}
+
+/// The line the monitor sent after "M" with a user-defined network's address, read a
+/// byte at a time so nothing after it is consumed.
+fn read_addressing(s: &mut impl Read) -> Result<crate::network::tap::Addressing, Fail> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 128 {
+        match s.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    crate::network::tap::Addressing::parse_line(&text)
+        .ok_or_else(|| Fail::engine(format!("the monitor sent no address for tap0: {text:?}")))
 }
 
 fn pivot(rootfs: &Path) -> Result<(), Fail> {

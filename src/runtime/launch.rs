@@ -80,6 +80,7 @@ pub fn launch(
     bundle_dir: &Path,
     io: &ContainerIo,
     join: Option<&JoinNs>,
+    tap_addr: Option<&crate::network::tap::Addressing>,
 ) -> Result<Launched, RuntimeError> {
     let spec = bundle::load_spec(bundle_dir)?;
     let layout = bundle::load_layout(bundle_dir)?;
@@ -174,7 +175,14 @@ pub fn launch(
             message: format!("applying resource limits: {e}"),
         }));
     }
-    parent_sock.write_all(b"M").map_err(|source| {
+    // A user-defined network's address follows, for the init to set on tap0 before
+    // the container's program runs (set later from here, a program that connects at
+    // once would find no route).
+    let mut go = b"M".to_vec();
+    if let Some(a) = tap_addr {
+        go.extend_from_slice(a.to_line().as_bytes());
+    }
+    parent_sock.write_all(&go).map_err(|source| {
         fail(RuntimeError::Io {
             path: bundle_dir.to_path_buf(),
             source,

@@ -25,6 +25,7 @@ mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
 mod netstack;
+mod netuser;
 mod networks;
 mod ports;
 mod progress;

@@ -294,7 +294,7 @@ fn half_close_and_resets_reach_the_peer() {
 
 /// A DNS server answering every A query with 192.0.2.7 (and nothing for others);
 /// counts the queries it saw.
-fn dns_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) fn dns_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = s.local_addr().expect("addr").port();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -816,7 +816,8 @@ fn rm_depend_removes_dependents_first() {
         "{}",
         out.describe()
     );
-    env.run(&["inspect", "c"]).assert_code(125);
+    // By full ID: "c" alone is also a prefix an image or container ID may start with.
+    env.run(&["inspect", &c]).assert_code(125);
     // Forced: dependents first, all by full ID.
     let out = env.run(&["rm", "-f", "--depend", "a"]);
     assert_eq!(out.success().stdout_trim(), format!("{b}\n{a}"));
