@@ -360,7 +360,10 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         sd_notify(&format!("MAINPID={me}\n"));
     }
     // A user-defined network: its address and gateway, and resolv.conf naming it.
-    let member = crate::network::member::membership(&store, &rec.id);
+    let (member, member_err) = match crate::network::member::membership(&store, &rec.id) {
+        Ok(m) => (m, None),
+        Err(e) => (None, Some(e)),
+    };
     if let Some(m) = &member {
         if o.dns.is_empty() {
             crate::network::member::write_resolv(&bundle, m);
@@ -413,6 +416,12 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         // container:/ns: namespaces are looked up at every start (a target that
         // restarted has new ones).
         let launched = match crate::runtime::networks::join_for(&store, &cfg).and_then(|join| {
+            if let Some(message) = &member_err {
+                return Err(crate::runtime::RuntimeError::Init {
+                    code: 125,
+                    message: message.clone(),
+                });
+            }
             launch::launch(
                 &bundle,
                 &cio,

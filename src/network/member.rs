@@ -19,13 +19,27 @@ pub struct Membership {
     pub run_dir: PathBuf,
 }
 
-/// The container's first network attachment, if any.
-pub fn membership(store: &Store, id: &str) -> Option<Membership> {
-    let a = store.container_networks(id).ok()?.into_iter().next()?;
+/// The container's network attachment, if any. A container attached to several
+/// networks is refused: its one tap serves one network.
+pub fn membership(store: &Store, id: &str) -> Result<Option<Membership>, String> {
+    let all = store.container_networks(id).unwrap_or_default();
+    if all.len() > 1 {
+        let names: Vec<&str> = all.iter().map(|a| a.network.name.as_str()).collect();
+        return Err(format!(
+            "container {} is attached to {} networks ({}): skiff serves one user-defined network per container for now: disconnect the others with `skiff network disconnect NETWORK {}`",
+            &id[..12.min(id.len())],
+            all.len(),
+            names.join(", "),
+            &id[..12.min(id.len())]
+        ));
+    }
+    let Some(a) = all.into_iter().next() else {
+        return Ok(None);
+    };
     let n = &a.network;
     let bits = u32::from(n.subnet.prefix.min(32));
     let netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
-    Some(Membership {
+    Ok(Some(Membership {
         addr: Addressing {
             ip: a.member.ip,
             netmask,
@@ -35,7 +49,7 @@ pub fn membership(store: &Store, id: &str) -> Option<Membership> {
         internal: n.internal,
         dns_enabled: n.dns_enabled,
         run_dir: crate::storage::networks::network_run_dir(&store.paths, n),
-    })
+    }))
 }
 
 /// Points the container's resolv.conf at the gateway (members' names are answered

@@ -249,3 +249,25 @@ fn internal_networks_have_no_way_out() {
     assert_eq!(processes_mentioning(&a), 0);
     assert!(sockets(&env, &nid).is_empty());
 }
+
+/// One tap serves one network: a container attached to two is created (and inspect
+/// shows both, as podman) but its start is refused with one line naming both, and
+/// nothing of it runs.
+#[test]
+fn two_networks_on_one_container_are_refused_at_start() {
+    let (env, img) = setup(require!(TestEnv::try_rootless()));
+    ok(&env, &["network", "create", "n1"]);
+    ok(&env, &["network", "create", "n2"]);
+    let id = ok(
+        &env,
+        &["create", "--name", "two", "--network", "n1,n2", img, "true"],
+    );
+    let out = env.run(&["start", "-a", "two"]);
+    crate::support::assert_error(&out, 125, &["n1", "n2", "one user-defined network"]);
+    let state = env.run(&["inspect", "--format", "{{.State.Status}}", &id]);
+    assert_ne!(state.stdout_trim(), "running", "{}", state.describe());
+    assert_eq!(processes_mentioning(&id[..12]), 0);
+    // Down to one network, it runs.
+    ok(&env, &["network", "disconnect", "n2", "two"]);
+    env.run(&["start", "-a", "two"]).success();
+}
