@@ -166,6 +166,30 @@ pub fn host_arch() -> &'static str {
     }
 }
 
+/// Compiles `tests/tools/NAME.rs` into a static binary under /tmp/skiff-it (so it runs
+/// in the busybox image and the test user can read it); returns its path.
+pub fn build_static_tool(name: &str) -> Result<std::path::PathBuf, String> {
+    let src = format!("{}/tests/tools/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+    let out = crate::util::it_root().join(format!("{name}-{}", std::process::id()));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let st = std::process::Command::new(&rustc)
+        .args([
+            "-O",
+            "-C",
+            "strip=symbols",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["--edition", "2021", &src, "-o"])
+        .arg(&out)
+        .status()
+        .map_err(|e| format!("{rustc}: {e}"))?;
+    if !st.success() {
+        return Err(format!("building {src} failed: {st}"));
+    }
+    Ok(out)
+}
+
 /// Push layers, config and manifest as `repo:tag` (tag may be empty: push by digest
 /// only). Returns the image and its manifest bytes.
 pub fn push_image(

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::images::{self, descriptor, plain, LayerTar, MT_CONFIG, MT_MANIFEST, PATH_ENV};
 use crate::registry;
-use crate::util::it_root;
 
 /// What busybox httpd serves from /www.
 pub const PAGE: &str = "hello through a published port\n";
@@ -16,29 +15,9 @@ pub const PAGE: &str = "hello through a published port\n";
 /// nettool, compiled once per test run (static, so it runs in the busybox image).
 pub fn nettool() -> Result<&'static PathBuf, String> {
     static TOOL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/nettool.rs");
-        let out = it_root().join(format!("nettool-{}", std::process::id()));
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let st = std::process::Command::new(&rustc)
-            .args([
-                "-O",
-                "-C",
-                "strip=symbols",
-                "-C",
-                "target-feature=+crt-static",
-            ])
-            .args(["--edition", "2021", src, "-o"])
-            .arg(&out)
-            .status()
-            .map_err(|e| format!("{rustc}: {e}"))?;
-        if !st.success() {
-            return Err(format!("building {src} failed: {st}"));
-        }
-        Ok(out)
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    TOOL.get_or_init(|| images::build_static_tool("nettool"))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// busybox + /bin/nettool + /www/index.html, EXPOSE 80/tcp and 5353/udp, as

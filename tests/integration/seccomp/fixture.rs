@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::images::{self, descriptor, plain, LayerTar, MT_CONFIG, MT_MANIFEST, PATH_ENV};
 use crate::registry;
-use crate::util::{it_root, Output, TestEnv};
+use crate::util::{Output, TestEnv};
 
 /// sysprobe, compiled once per test run.
 pub fn sysprobe() -> Result<&'static PathBuf, String> {
@@ -18,25 +18,7 @@ pub fn sysprobe() -> Result<&'static PathBuf, String> {
         if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
             return Err("sysprobe knows the syscall tables of x86_64 and aarch64 only".into());
         }
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/sysprobe.rs");
-        let out = it_root().join(format!("sysprobe-{}", std::process::id()));
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let st = std::process::Command::new(&rustc)
-            .args([
-                "-O",
-                "-C",
-                "strip=symbols",
-                "-C",
-                "target-feature=+crt-static",
-            ])
-            .args(["--edition", "2021", src, "-o"])
-            .arg(&out)
-            .status()
-            .map_err(|e| format!("{rustc}: {e}"))?;
-        if !st.success() {
-            return Err(format!("building {src} failed: {st}"));
-        }
-        Ok(out)
+        images::build_static_tool("sysprobe")
     })
     .as_ref()
     .map_err(Clone::clone)
