@@ -234,16 +234,6 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Asks podman's question; anything but y/Y means no.
-fn confirm(question: &str) -> bool {
-    use std::io::{BufRead, Write};
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    answer.trim_start().starts_with(['y', 'Y'])
-}
-
 /// Removes dangling images (or, with `all`, every image no container uses); returns
 /// the IDs removed. Images that gain a container meanwhile are kept (the store refuses).
 pub fn prune_images(ctx: &Ctx, store: &mut Store, all: bool) -> anyhow::Result<Vec<String>> {
@@ -275,7 +265,7 @@ pub fn prune(ctx: &Ctx, a: ImagePruneArgs) -> anyhow::Result<i32> {
     } else {
         "WARNING! This command removes all dangling images.\nAre you sure you want to continue?"
     };
-    if !a.force && !confirm(q) {
+    if !a.force && !super::confirm(q) {
         return Ok(0);
     }
     let mut store = Store::open(&ctx.paths)?;

@@ -2,8 +2,6 @@
 //! `remove_container` behind rm/prune/--replace, and the `skiff container ...` group
 //! that podman users type (`podman container ls` and friends).
 
-use std::io::{BufRead, Write};
-
 use clap::{Args, Subcommand};
 
 use super::container::{self, refresh};
@@ -223,18 +221,9 @@ pub fn rename(ctx: &Ctx, a: RenameArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Asks podman's question on the terminal; anything but y/Y (or EOF) means no.
-fn confirm(question: &str) -> bool {
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    answer.trim_start().starts_with(['y', 'Y'])
-}
-
 pub fn prune(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<i32> {
     if !a.force
-        && !confirm(
+        && !super::confirm(
             "WARNING! This will remove all non running containers.\nAre you sure you want to continue?",
         )
     {

@@ -293,3 +293,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::UnshareHelper { command } => Ok(system::unshare_helper(&ctx, &command)),
     }
 }
+
+/// podman's prune prompt: `QUESTION [y/N] `, yes when the answer starts with y or Y.
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, Write};
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    answer.trim_start().starts_with(['y', 'Y'])
+}

@@ -484,15 +484,8 @@ fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
 }
 
 fn prune(ctx: &Ctx, a: PruneArgs) -> anyhow::Result<i32> {
-    if !a.force {
-        use std::io::Write;
-        print!("WARNING! This will remove all networks not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(0);
-        }
+    if !a.force && !super::confirm("WARNING! This will remove all networks not used by at least one container.\nAre you sure you want to continue?") {
+        return Ok(0);
     }
     let mut store = Store::open(&ctx.paths)?;
     for n in store.networks()? {

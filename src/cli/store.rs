@@ -215,18 +215,9 @@ fn prune_volumes(ctx: &Ctx, store: &mut Store) -> anyhow::Result<Vec<String>> {
     Ok(removed)
 }
 
-fn confirm(question: &str) -> bool {
-    use std::io::{BufRead, Write};
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    answer.trim_start().starts_with(['y', 'Y'])
-}
-
 fn prune(ctx: &Ctx, a: SystemPruneArgs) -> anyhow::Result<i32> {
     if !a.force
-        && !confirm(
+        && !super::confirm(
             "WARNING! This command removes:\n\t- all stopped containers\n\t- all dangling images (with --all: all unused images)\n\t- with --volumes: all volumes not used by a container\n\nAre you sure you want to continue?",
         )
     {
@@ -281,7 +272,7 @@ fn prune(ctx: &Ctx, a: SystemPruneArgs) -> anyhow::Result<i32> {
 
 fn reset(ctx: &Ctx, a: ResetArgs) -> anyhow::Result<i32> {
     if !a.force
-        && !confirm(
+        && !super::confirm(
             "WARNING! This will remove all containers, images and layers skiff stores for you.\nAre you sure you want to continue?",
         )
     {
