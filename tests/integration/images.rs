@@ -190,6 +190,48 @@ pub fn build_static_tool(name: &str) -> Result<std::path::PathBuf, String> {
     Ok(out)
 }
 
+/// busybox's layer plus `layers`, pushed to the busybox repository as `:tag`, with
+/// busybox's Env and Cmd and `config` merged into the image config (e.g. ExposedPorts);
+/// returns the reference.
+pub fn push_on_busybox(
+    tag: &str,
+    layers: &[Blob],
+    config: serde_json::Value,
+) -> Result<String, String> {
+    let fx = try_fixtures()?;
+    let repo = &fx.busybox.repo;
+    let m = registry::get_manifest(repo, "latest")?;
+    let m: serde_json::Value = serde_json::from_slice(&m.body).map_err(|e| e.to_string())?;
+    let cfg = registry::get(&format!("{repo}/blobs/{}", fx.busybox.config_digest), None)?;
+    let cfg: serde_json::Value = serde_json::from_slice(&cfg.body).map_err(|e| e.to_string())?;
+    let mut diff_ids = vec![cfg["rootfs"]["diff_ids"][0].clone()];
+    let mut descs = vec![m["layers"][0].clone()];
+    for l in layers {
+        registry::push_blob(repo, &l.bytes)?;
+        diff_ids.push(json!(l.diff_id));
+        descs.push(descriptor(l.media_type, &l.bytes));
+    }
+    let mut inner = json!({"Env": [PATH_ENV], "Cmd": ["sh"]});
+    if let (Some(to), Some(from)) = (inner.as_object_mut(), config.as_object()) {
+        to.extend(from.clone());
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": host_arch(), "os": "linux",
+        "config": inner,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .map_err(|e| e.to_string())?;
+    registry::push_blob(repo, &config)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": MT_MANIFEST,
+        "config": descriptor(MT_CONFIG, &config),
+        "layers": descs,
+    }))
+    .map_err(|e| e.to_string())?;
+    registry::put_manifest(repo, tag, MT_MANIFEST, &manifest)?;
+    Ok(format!("{}/{repo}:{tag}", registry::try_registry()?))
+}
+
 /// Push layers, config and manifest as `repo:tag` (tag may be empty: push by digest
 /// only). Returns the image and its manifest bytes.
 pub fn push_image(

@@ -7,8 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
-use crate::images::{self, descriptor, plain, LayerTar, MT_CONFIG, MT_MANIFEST, PATH_ENV};
-use crate::registry;
+use crate::images::{self, plain, LayerTar};
 use crate::util::{Output, TestEnv};
 
 /// sysprobe, compiled once per test run.
@@ -41,46 +40,14 @@ pub fn link_image(tag: &str, target: &str) -> Result<String, String> {
 }
 
 fn push_variant(tag: &str, extra: Option<LayerTar>) -> Result<String, String> {
-    {
-        let fx = images::try_fixtures()?;
-        let repo = &fx.busybox.repo;
-        let m = registry::get_manifest(repo, "latest")?;
-        let m: serde_json::Value = serde_json::from_slice(&m.body).map_err(|e| e.to_string())?;
-        let base = m["layers"][0].clone();
-        let cfg = registry::get(&format!("{repo}/blobs/{}", fx.busybox.config_digest), None)?;
-        let cfg: serde_json::Value =
-            serde_json::from_slice(&cfg.body).map_err(|e| e.to_string())?;
-        let base_diff = cfg["rootfs"]["diff_ids"][0].clone();
-        let tool = std::fs::read(sysprobe()?).map_err(|e| e.to_string())?;
-        let mut t = LayerTar::new();
-        t.dir("bin", 0o755, 0, 0)
-            .file("bin/sysprobe", 0o755, 0, 0, &tool)
-            .dir("mnt", 0o755, 0, 0);
-        let mut layers = vec![plain(t.finish())];
-        layers.extend(extra.map(|t| plain(t.finish())));
-        let mut diff_ids = vec![base_diff];
-        let mut descs = vec![base];
-        for l in &layers {
-            registry::push_blob(repo, &l.bytes)?;
-            diff_ids.push(json!(l.diff_id));
-            descs.push(descriptor(l.media_type, &l.bytes));
-        }
-        let config = serde_json::to_vec(&json!({
-            "architecture": images::host_arch(), "os": "linux",
-            "config": {"Env": [PATH_ENV], "Cmd": ["sh"]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }))
-        .map_err(|e| e.to_string())?;
-        registry::push_blob(repo, &config)?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": MT_MANIFEST,
-            "config": descriptor(MT_CONFIG, &config),
-            "layers": descs,
-        }))
-        .map_err(|e| e.to_string())?;
-        registry::put_manifest(repo, tag, MT_MANIFEST, &manifest)?;
-        Ok(format!("{}/{repo}:{tag}", registry::try_registry()?))
-    }
+    let tool = std::fs::read(sysprobe()?).map_err(|e| e.to_string())?;
+    let mut t = LayerTar::new();
+    t.dir("bin", 0o755, 0, 0)
+        .file("bin/sysprobe", 0o755, 0, 0, &tool)
+        .dir("mnt", 0o755, 0, 0);
+    let mut layers = vec![plain(t.finish())];
+    layers.extend(extra.map(|t| plain(t.finish())));
+    images::push_on_busybox(tag, &layers, json!({}))
 }
 
 /// podman 4.3 rootless as the test user, with runc and a private store in the test's
