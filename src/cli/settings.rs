@@ -60,6 +60,13 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<(Paths, Settings)> {
         // This runs before any thread starts, so changing the environment is sound.
         std::env::set_var("CONTAINERS_REGISTRIES_CONF", p);
     }
+    if let (Some(d), file::Source::File(_)) =
+        (&settings.dns_upstream.value, &settings.dns_upstream.source)
+    {
+        // The monitor (a child) reads SKIFF_DNS_UPSTREAM; unset here, or it would be
+        // the source. Still before any thread starts.
+        std::env::set_var(crate::network::DNS_UPSTREAM_ENV, d);
+    }
     crate::image::set_max_layer_size(settings.max_layer_size.value);
     let paths = Paths::resolve(
         settings.root.value.as_deref(),

@@ -12,6 +12,7 @@
 //! max_layer_size = "64GiB"      # refuse a layer that unpacks to more (a gzip bomb)
 //! [network]
 //! default = "slirp4netns"       # run/create without --network
+//! dns_upstream = "192.168.1.1"  # where 10.0.2.3 relays queries (SKIFF_DNS_UPSTREAM)
 //! [containers]
 //! log_driver = "k8s-file"       # run/create without --log-driver
 //! [registries]
@@ -94,6 +95,7 @@ struct StorageSection {
 #[serde(deny_unknown_fields)]
 struct NetworkSection {
     default: Option<String>,
+    dns_upstream: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +147,9 @@ pub struct Settings {
     /// Bytes a layer may unpack to; more is refused as a likely decompression bomb.
     pub max_layer_size: Setting<u64>,
     pub network: Setting<String>,
+    /// The resolver the user-mode network relays DNS to (None: the host's first
+    /// nameserver, read when the container starts).
+    pub dns_upstream: Setting<Option<String>>,
     pub log_driver: Setting<String>,
     pub registries: Setting<Option<PathBuf>>,
     /// The files read, in order of increasing precedence.
@@ -193,6 +198,14 @@ impl Settings {
                 "network.default",
                 self.network.value.clone(),
                 self.network.source.to_string(),
+            ),
+            (
+                "network.dns_upstream",
+                self.dns_upstream
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "the host's first nameserver (/etc/resolv.conf)".into()),
+                self.dns_upstream.source.to_string(),
             ),
             (
                 "containers.log_driver",
@@ -308,6 +321,10 @@ pub fn load(
             value: crate::runtime::DEFAULT_NETWORK.into(),
             source: Source::Default,
         },
+        dns_upstream: Setting {
+            value: None,
+            source: Source::Default,
+        },
         log_driver: Setting {
             value: "k8s-file".into(),
             source: Source::Default,
@@ -396,6 +413,20 @@ pub fn load(
                 source: from(),
             };
         }
+        if let Some(d) = c.network.as_ref().and_then(|n| n.dns_upstream.as_ref()) {
+            if crate::network::parse_resolver(d).is_none() {
+                return Err(FileError::Invalid {
+                    path: path.clone(),
+                    key: "network.dns_upstream",
+                    value: d.clone(),
+                    why: "use an IP address, IP:PORT or [IPv6]:PORT",
+                });
+            }
+            s.dns_upstream = Setting {
+                value: Some(d.clone()),
+                source: from(),
+            };
+        }
         if let Some(l) = c.containers.as_ref().and_then(|c| c.log_driver.as_ref()) {
             check(
                 path,
@@ -426,6 +457,12 @@ pub fn load(
                 source: Source::Env(name),
             };
         }
+    }
+    if let Some(v) = env(crate::network::DNS_UPSTREAM_ENV) {
+        s.dns_upstream = Setting {
+            value: Some(v.to_string_lossy().into_owned()),
+            source: Source::Env(crate::network::DNS_UPSTREAM_ENV),
+        };
     }
     if let Some(v) = env("CONTAINERS_REGISTRIES_CONF") {
         s.registries = Setting {
@@ -545,6 +582,11 @@ mod tests {
                 "journald",
             ),
             ("[bogus]\n", "skiff.toml:1:", "bogus"),
+            (
+                "[network]\ndns_upstream = \"resolver.lan\"\n",
+                "network.dns_upstream",
+                "resolver.lan",
+            ),
         ];
         for (text, want, also) in cases {
             write(&cfg, "skiff/skiff.toml", text);
@@ -565,6 +607,24 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn dns_upstream_from_file_then_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("cfg");
+        let file = write(
+            &cfg,
+            "skiff/skiff.toml",
+            "[network]\ndns_upstream = \"[fd00::1]:5353\"\n",
+        );
+        let s = load(&Flags::default(), |_| None, Some(&cfg), true).unwrap();
+        assert_eq!(s.dns_upstream.value.as_deref(), Some("[fd00::1]:5353"));
+        assert_eq!(s.dns_upstream.source, Source::File(file));
+        let env = |k: &str| (k == "SKIFF_DNS_UPSTREAM").then(|| "10.1.1.1".into());
+        let s = load(&Flags::default(), env, Some(&cfg), true).unwrap();
+        assert_eq!(s.dns_upstream.value.as_deref(), Some("10.1.1.1"));
+        assert_eq!(s.dns_upstream.source, Source::Env("SKIFF_DNS_UPSTREAM"));
     }
 
     #[test]

@@ -56,16 +56,22 @@ use portspec::{PortMapping, PortRequest, Protocol};
 /// 10.0.2.3 are relayed to, instead of the first nameserver of /etc/resolv.conf.
 pub const DNS_UPSTREAM_ENV: &str = "SKIFF_DNS_UPSTREAM";
 
-/// Where the user-mode network relays DNS: $SKIFF_DNS_UPSTREAM, else the host's first
-/// resolver (a loopback one works: the monitor's sockets live in the host's network).
-pub fn dns_upstream() -> Option<std::net::SocketAddr> {
+/// `IP`, `IP:PORT` or `[IPv6]:PORT` (port 53 when absent): a resolver's address as
+/// skiff.toml's network.dns_upstream and $SKIFF_DNS_UPSTREAM give it.
+pub fn parse_resolver(s: &str) -> Option<std::net::SocketAddr> {
     use std::net::{IpAddr, SocketAddr};
-    let parse = |s: &str| -> Option<SocketAddr> {
-        let s = s.trim();
-        s.parse::<SocketAddr>()
-            .ok()
-            .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
-    };
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+/// Where the user-mode network relays DNS: $SKIFF_DNS_UPSTREAM (which the CLI sets from
+/// skiff.toml's network.dns_upstream when the environment has none), else the host's
+/// first resolver (a loopback one works: the monitor's sockets live in the host's
+/// network).
+pub fn dns_upstream() -> Option<std::net::SocketAddr> {
+    let parse = parse_resolver;
     if let Some(v) = std::env::var_os(DNS_UPSTREAM_ENV) {
         return parse(&v.to_string_lossy());
     }

@@ -628,3 +628,31 @@ fn bad_network_options_are_refused_and_change_nothing() {
 }
 
 mod members;
+
+/// skiff.toml's network.dns_upstream names the resolver when the environment does not;
+/// `info` says where the value came from.
+#[test]
+fn dns_upstream_from_skiff_toml() {
+    let (env, img) = require!(setup());
+    let (port, seen) = dns_server();
+    let file = env.home.join(".config/skiff/skiff.toml");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &file,
+        format!("[network]\ndns_upstream = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("write skiff.toml");
+    env.give(&env.home.join(".config"));
+    env.give(&file);
+    let info = env.run(&["info", "--format", "json"]);
+    info.success();
+    assert!(
+        info.stdout_str().contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        info.describe()
+    );
+    let out = run(&env, &[], img, "nslookup whoami.skiff.test");
+    out.success();
+    assert!(out.stdout_str().contains("192.0.2.7"), "{}", out.describe());
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
