@@ -362,7 +362,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     // A user-defined network: its address and gateway, and resolv.conf naming it.
     let (member, member_err) = match crate::network::member::membership(&store, &rec.id) {
         Ok(m) => (m, None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     };
     if let Some(m) = &member {
         if o.dns.is_empty() {
@@ -576,7 +576,7 @@ fn start_network(
         return Ok(());
     };
     if let Some(m) = member {
-        let stack = crate::network::member::start(tap, m, id)?;
+        let stack = crate::network::member::start(tap, m, id).map_err(|e| e.to_string())?;
         io.net = Some(stack);
         return Ok(());
     }

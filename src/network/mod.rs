@@ -4,7 +4,9 @@
 //! network namespace by a small connector process (see DESIGN.md).
 
 pub mod connector;
+mod dns;
 mod frame;
+mod lan;
 mod listen;
 pub mod member;
 pub mod peers;

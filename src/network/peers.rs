@@ -1,16 +1,22 @@
 //! User-defined networks: frames between members go monitor to monitor. Each member's
 //! monitor binds a unix datagram socket in the network's run directory
-//! (`<runroot>/networks/<id12>/<container id12>`), answers ARP for every address of
-//! the link, and sends a frame for another member's address, as read from its tap, to
-//! that member's socket; what arrives there goes to its own tap. The members and their
-//! addresses come from the members file the store keeps there (MemberCache). DNS at
-//! the gateway answers members' names and aliases and relays the rest. Nothing
-//! outlives the monitors: each one removes its socket when its network goes.
+//! (`<runroot>/networks/<id12>/<container id12>`) and sends a frame for another
+//! member's address, as read from its tap, to that member's socket (a broadcast or
+//! multicast frame to every other member's); what arrives there goes to its own tap
+//! (lan.rs decides what may leave and what may enter). The members, their addresses
+//! and MACs come from the members file the store keeps there (MemberCache). DNS at the
+//! gateway answers members' names (dns.rs) and relays the rest. Nothing outlives the
+//! monitors: each one removes its socket when its network goes.
+//!
+//! Sends never block the monitor's loop: a member whose queue is full (the kernel
+//! bounds it at net.unix.max_dgram_qlen) or that is not running loses the frame, as a
+//! full NIC queue or an unplugged cable would; TCP resends.
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::member::{MemberError, Membership};
 use crate::storage::network_cache::MemberCache;
 
 pub struct Peers {
@@ -18,28 +24,54 @@ pub struct Peers {
     path: PathBuf,
     dir: PathBuf,
     members: MemberCache,
+    container_id: String,
+    /// Our container's address and MAC (the one set on its tap).
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    dns_enabled: bool,
+    /// Frames from our container with a source that is not its own, dropped.
+    forged: u64,
+    /// Frames that found no room at (or no socket of) the member they were for.
+    lost: u64,
 }
 
 fn socket_name(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 impl Peers {
-    /// Binds this member's socket in the network's run directory.
-    pub fn bind(dir: &Path, container_id: &str) -> Result<Peers, String> {
+    /// Binds this member's socket in the network's run directory (replacing one a
+    /// killed monitor left behind).
+    pub fn bind(m: &Membership, container_id: &str) -> Result<Peers, MemberError> {
+        let dir = &m.run_dir;
         let path = dir.join(socket_name(container_id));
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::remove_file(&path);
+        let bind_err = |source: std::io::Error| MemberError::Bind {
+            network: m.network.clone(),
+            container: socket_name(container_id).to_string(),
+            path: path.clone(),
+            source,
+        };
+        tracing::debug!(dir = %dir.display(), "create the network run directory");
+        std::fs::create_dir_all(dir).map_err(bind_err)?;
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!(error = %e, path = %path.display(), "remove a stale member socket");
+            }
+        }
         tracing::debug!(path = %path.display(), "bind member socket");
-        let sock = UnixDatagram::bind(&path)
-            .map_err(|e| format!("binding the network socket {}: {e}", path.display()))?;
-        sock.set_nonblocking(true)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let sock = UnixDatagram::bind(&path).map_err(bind_err)?;
+        sock.set_nonblocking(true).map_err(bind_err)?;
         Ok(Peers {
             sock,
             path,
             dir: dir.to_path_buf(),
             members: MemberCache::new(dir),
+            container_id: container_id.to_string(),
+            ip: m.addr.ip,
+            mac: m.mac,
+            dns_enabled: m.dns_enabled,
+            forged: 0,
+            lost: 0,
         })
     }
 
@@ -47,27 +79,82 @@ impl Peers {
         std::os::fd::AsFd::as_fd(&self.sock)
     }
 
-    /// Every member's address.
-    pub fn addresses(&mut self) -> Vec<Ipv4Addr> {
-        self.members.members().iter().map(|m| m.ip).collect()
+    /// Our container's address on the network.
+    pub(super) fn ip(&self) -> Ipv4Addr {
+        self.ip
     }
 
-    /// Sends a frame (vnet header included) to the member that has `dst`; false if no
-    /// member has it.
+    /// Our container's MAC (set on its tap; its frames must carry it).
+    pub(super) fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The recorded MAC of the other member at `ip`, for an ARP reply; `Some(None)`
+    /// when the member's MAC does not parse (the gateway's is answered instead).
+    pub(super) fn member_mac(&mut self, ip: Ipv4Addr) -> Option<Option<[u8; 6]>> {
+        let me = &self.container_id;
+        self.members
+            .members()
+            .iter()
+            .find(|m| m.ip == ip && &m.container_id != me)
+            .map(|m| super::tap::parse_mac(&m.mac))
+    }
+
+    /// Counts (and logs, sparingly) a frame from our container whose source is not its
+    /// own address or MAC: it is dropped, so no member ever sees it.
+    pub(super) fn forged(&mut self, why: &str, claimed: &str) {
+        self.forged += 1;
+        if self.forged.is_power_of_two() {
+            tracing::debug!(
+                container = socket_name(&self.container_id),
+                why,
+                claimed,
+                forged = self.forged,
+                "dropped a frame with a forged source"
+            );
+        }
+    }
+
+    fn send(&mut self, frame: &[u8], id: &str) {
+        let to = self.dir.join(socket_name(id));
+        if let Err(e) = self.sock.send_to(frame, &to) {
+            self.lost += 1;
+            if self.lost.is_power_of_two() {
+                tracing::debug!(error = %e, to = %to.display(), lost = self.lost, "member send");
+            }
+        }
+    }
+
+    /// Sends a frame (vnet header included) to the other member that has `dst`; false
+    /// if no other member has it. Never to our own socket.
     pub fn forward(&mut self, frame: &[u8], dst: Ipv4Addr) -> bool {
+        let me = &self.container_id;
         let Some(id) = self
             .members
             .members()
             .iter()
-            .find(|m| m.ip == dst)
+            .find(|m| m.ip == dst && &m.container_id != me)
             .map(|m| m.container_id.clone())
         else {
             return false;
         };
-        let to = self.dir.join(socket_name(&id));
-        // A member that is not running has no socket: the frame is lost, as on a wire.
-        let _ = self.sock.send_to(frame, &to);
+        self.send(frame, &id);
         true
+    }
+
+    /// Sends a broadcast or multicast frame to every other member of the network.
+    pub(super) fn broadcast(&mut self, frame: &[u8]) {
+        let me = &self.container_id;
+        let others: Vec<String> = self
+            .members
+            .members()
+            .iter()
+            .filter(|m| &m.container_id != me)
+            .map(|m| m.container_id.clone())
+            .collect();
+        for id in others {
+            self.send(frame, &id);
+        }
     }
 
     /// The next frame from another member.
@@ -75,48 +162,20 @@ impl Peers {
         self.sock.recv(buf).ok()
     }
 
-    /// An answer to a DNS query for a member's name or alias (A records; other
-    /// types for a member's name get an empty answer); None: not a member, relay it.
+    /// The gateway's answer to a DNS query about a member or under `dns.podman`;
+    /// None: not ours (relay it), or the network has DNS disabled.
     pub fn dns_answer(&mut self, q: &[u8]) -> Option<Vec<u8>> {
-        if q.len() < 17 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        if !self.dns_enabled {
             return None;
         }
-        let mut name = String::new();
-        let mut i = 12;
-        while i < q.len() && q[i] != 0 {
-            let len = usize::from(q[i]);
-            if len > 63 || i + 1 + len > q.len() {
-                return None;
-            }
-            if !name.is_empty() {
-                name.push('.');
-            }
-            name.push_str(&String::from_utf8_lossy(&q[i + 1..i + 1 + len]));
-            i += 1 + len;
-        }
-        let end = i + 5;
-        if end > q.len() {
-            return None;
-        }
-        let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
-        // podman's aardvark-dns answers NAME and NAME.dns.podman.
-        let short = name.strip_suffix(".dns.podman").unwrap_or(&name);
-        let ip = self.members.lookup(short)?.ip;
-        let mut r = q[..end].to_vec();
-        r[2] = 0x84 | (q[2] & 0x01); // response, authoritative, RD copied
-        r[3] = 0x80; // RA, NOERROR
-        let a = qtype == 1;
-        r[6..12].copy_from_slice(&[0, u8::from(a), 0, 0, 0, 0]);
-        if a {
-            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-            r.extend_from_slice(&ip.octets());
-        }
-        Some(r)
+        let members = &mut self.members;
+        super::dns::answer(q, &mut |name| members.lookup(name).map(|m| m.ip))
     }
 }
 
 impl Drop for Peers {
     fn drop(&mut self) {
+        tracing::debug!(path = %self.path.display(), "unlink member socket");
         let _ = std::fs::remove_file(&self.path);
     }
 }

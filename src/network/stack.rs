@@ -268,25 +268,18 @@ impl Stack {
         }
     }
 
-    /// Frames other members' monitors sent us, to our tap (addressed to our container).
+    /// Frames other members' monitors sent us, to our tap (lan.rs filters them).
     fn relay_from_peers(&mut self) {
-        let Some(peers) = &self.peers else { return };
-        for _ in 0..TAP_BATCH {
-            let Some(n) = peers.recv(&mut self.rbuf) else {
-                break;
-            };
-            if n < IP_AT {
-                continue;
-            }
-            self.rbuf[VNET_HDR..VNET_HDR + 6].copy_from_slice(&self.out.mac);
-            self.rbuf[VNET_HDR + 6..VNET_HDR + 12].copy_from_slice(&frame::GW_MAC);
-            if let Err(e) = nix::unistd::write(&self.out.tap, &self.rbuf[..n]) {
-                tracing::debug!(error = %e, "tap write (from a member)");
-            }
-        }
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        super::lan::from_peers(self, &mut rbuf, TAP_BATCH);
+        self.rbuf = rbuf;
     }
 
     fn frame(&mut self, f: &[u8]) {
+        // A user-defined network: sources checked, ARP and members' traffic handled.
+        if super::lan::guest_frame(self, f) {
+            return;
+        }
         let eth = &f[VNET_HDR..IP_AT];
         let src_mac: [u8; 6] = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
         if src_mac[0] & 1 == 0 {
@@ -295,17 +288,7 @@ impl Stack {
         let payload = &f[IP_AT..];
         match u16::from_be_bytes([eth[12], eth[13]]) {
             0x0806 => {
-                // The gateway and DNS addresses, and on a user-defined network every
-                // other address of the link (frames for members are relayed to their
-                // monitors, whatever MAC they carry).
-                let mut ours = vec![self.opts.gateway, self.opts.dns];
-                if let Some(p) = &mut self.peers {
-                    ours.extend(
-                        p.addresses()
-                            .into_iter()
-                            .filter(|a| *a != self.opts.guest.ip),
-                    );
-                }
+                let ours = [self.opts.gateway, self.opts.dns];
                 if let Some(len) = frame::arp_reply(&mut self.out.buf, payload, &ours) {
                     self.out.send(len);
                 }
@@ -314,12 +297,6 @@ impl Stack {
                 let Some(p) = frame::ipv4(payload) else {
                     return;
                 };
-                if let Some(peers) = &mut self.peers {
-                    if self.opts.on_link(p.dst) && p.dst != self.opts.gateway {
-                        peers.forward(f, p.dst);
-                        return;
-                    }
-                }
                 match p.proto {
                     frame::PROTO_TCP => tcp::guest_segment(self, &p),
                     frame::PROTO_UDP => udp::guest_datagram(self, &p),

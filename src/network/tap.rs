@@ -24,19 +24,23 @@ pub const NAME: &str = "tap0";
 pub const VNET_HDR: usize = 10;
 
 /// The addresses of tap0.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addressing {
     pub ip: Ipv4Addr,
     pub netmask: Ipv4Addr,
     /// The default route (none for an internal network).
     pub gateway: Option<Ipv4Addr>,
+    /// A user-defined network's recorded MAC, so inspect shows what the container has
+    /// and the monitor knows it from the first frame (None: the kernel's random one).
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Addressing {
     /// One line for the init, which addresses tap0 itself before the container runs.
     pub fn to_line(self) -> String {
         let gw = self.gateway.map_or("-".to_string(), |g| g.to_string());
-        format!("{} {} {gw}\n", self.ip, self.netmask)
+        let mac = self.mac.map_or("-".to_string(), format_mac);
+        format!("{} {} {gw} {mac}\n", self.ip, self.netmask)
     }
 
     /// The inverse of [`Addressing::to_line`].
@@ -48,10 +52,15 @@ impl Addressing {
             "-" => None,
             g => Some(g.parse().ok()?),
         };
+        let mac = match w.next() {
+            None | Some("-") => None,
+            Some(m) => Some(parse_mac(m)?),
+        };
         Some(Addressing {
             ip,
             netmask,
             gateway,
+            mac,
         })
     }
 }
@@ -61,7 +70,30 @@ pub const SLIRP: Addressing = Addressing {
     ip: GUEST_IP,
     netmask: NETMASK,
     gateway: Some(GATEWAY_IP),
+    mac: None,
 };
+
+/// "aa:bb:cc:dd:ee:ff" (the store's form of a MAC) → bytes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Bytes → "aa:bb:cc:dd:ee:ff".
+pub fn format_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
 
 /// Creates tap0 in the current network namespace, up with our MTU, addressed as `addr`
 /// says (None: no address yet, the monitor sets it); the caller must have
@@ -144,7 +176,7 @@ struct RtEntry {
     rt_irtt: libc::c_ushort,
 }
 
-/// MTU, up, and with `addr` address, netmask and the default route.
+/// MAC, MTU, up, and with `addr` address, netmask and the default route.
 pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     let s = socket(
@@ -162,6 +194,18 @@ pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
         }
         Ok(())
     };
+    if let Some(mac) = addr.and_then(|a| a.mac) {
+        let mut ifr = ifreq(NAME);
+        let mut hw = libc::sockaddr {
+            sa_family: libc::ARPHRD_ETHER,
+            sa_data: [0; 14],
+        };
+        for (d, b) in hw.sa_data.iter_mut().zip(mac) {
+            *d = b as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_hwaddr = hw;
+        ioctl(libc::SIOCSIFHWADDR, &mut ifr, "SIOCSIFHWADDR")?;
+    }
     let mut ifr = ifreq(NAME);
     ifr.ifr_ifru.ifru_mtu = MTU as i32;
     ioctl(libc::SIOCSIFMTU, &mut ifr, "SIOCSIFMTU")?;
@@ -216,4 +260,38 @@ pub fn adopt(fd: OwnedFd) -> OwnedFd {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     fd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addressing_line_round_trips_with_and_without_mac() {
+        let member = Addressing {
+            ip: Ipv4Addr::new(10, 89, 0, 2),
+            netmask: NETMASK,
+            gateway: None,
+            mac: Some([0x02, 0xab, 0, 0x10, 0xfe, 0x01]),
+        };
+        let line = member.to_line();
+        assert_eq!(line, "10.89.0.2 255.255.255.0 - 02:ab:00:10:fe:01\n");
+        assert_eq!(Addressing::parse_line(&line), Some(member));
+        assert_eq!(Addressing::parse_line(&SLIRP.to_line()), Some(SLIRP));
+        // A line of three fields (no MAC) still parses; a bad MAC does not.
+        assert_eq!(
+            Addressing::parse_line("10.0.2.100 255.255.255.0 10.0.2.2"),
+            Some(SLIRP)
+        );
+        assert_eq!(Addressing::parse_line("10.0.2.100 255.255.255.0 - 02:zz"), None);
+    }
+
+    #[test]
+    fn macs_parse_strictly() {
+        assert_eq!(parse_mac("02:00:0a:59:00:02"), Some([2, 0, 10, 0x59, 0, 2]));
+        for bad in ["", "02:00:0a:59:00", "02:00:0a:59:00:02:03", "2:0:a:59:0:2", "02:00:0a:59:00:0g"] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert_eq!(format_mac([2, 0, 10, 0x59, 0, 2]), "02:00:0a:59:00:02");
+    }
 }

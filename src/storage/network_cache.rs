@@ -55,15 +55,16 @@ impl MemberCache {
     }
 
     /// The member answering to `name`: container name, alias, or ID (12 or 64 hex
-    /// digits), as podman's aardvark-dns answers.
+    /// digits), as podman's aardvark-dns answers; DNS names know no case.
     pub fn lookup(&mut self, name: &str) -> Option<NetworkMember> {
         let name = name.trim_end_matches('.');
+        let lower = name.to_ascii_lowercase();
         self.members()
             .iter()
             .find(|m| {
-                m.name == name
-                    || m.aliases.iter().any(|a| a == name)
-                    || (name.len() >= 12 && m.container_id.starts_with(name))
+                m.name.eq_ignore_ascii_case(name)
+                    || m.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                    || (name.len() >= 12 && m.container_id.starts_with(&lower))
             })
             .cloned()
     }
@@ -88,6 +89,9 @@ mod tests {
         };
         write_members(dir.path(), std::slice::from_ref(&m)).unwrap();
         assert_eq!(cache.lookup("api."), Some(m.clone()));
+        assert_eq!(cache.lookup("WEB").map(|x| x.ip), Some(m.ip));
+        assert_eq!(cache.lookup("Api").map(|x| x.ip), Some(m.ip));
+        assert_eq!(cache.lookup(&"AB".repeat(6)).map(|x| x.ip), Some(m.ip));
         assert_eq!(
             cache.lookup(&m.container_id[..12]).map(|x| x.ip),
             Some(m.ip)
