@@ -106,10 +106,10 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
     // (CAP_NET_RAW), and finally takes the victim's MAC and speaks with its own address.
     let script = format!(
         "lantool send {peer}:7000 genuine && \
-         arping -c 1 -w 2 -I tap0 {peer} | grep -c 'Unicast reply' ; \
+         if arping -f -c 1 -w 2 -I tap0 {peer} >/dev/null; then echo arp-self=yes; fi; \
          ip addr add {victim}/32 dev tap0 && \
          lantool send {peer}:7000 forged-ip {victim} && \
-         arping -c 1 -w 2 -I tap0 -s {victim} {peer} | grep -c 'Unicast reply' ; \
+         if arping -f -c 1 -w 2 -I tap0 -s {victim} {peer} >/dev/null; then echo arp-victim=yes; fi; \
          ip addr del {victim}/32 dev tap0 && \
          ip link set tap0 address {victim_mac} && \
          lantool send {peer}:7000 forged-mac && echo attacker-done"
@@ -117,9 +117,9 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
     let out = sh(&env, "lan", &["--cap-add", "NET_ADMIN,NET_RAW"], img, &script);
     let text = out.stdout_str();
     assert!(text.contains("attacker-done"), "{}", out.describe());
-    // One ARP reply as itself, none as the victim.
-    let replies: Vec<&str> = text.lines().filter(|l| l.len() == 1).collect();
-    assert_eq!(replies, ["1", "0"], "{}", out.describe());
+    // ARP answers it as itself, not as the victim.
+    assert!(text.contains("arp-self=yes"), "{}", out.describe());
+    assert!(!text.contains("arp-victim=yes"), "{}", out.describe());
     let attacker_logs = wait_logs(&env, "peer", |l| l.contains("got genuine"));
     assert!(!attacker_logs.contains(&format!("from {victim}")));
     // The forged datagrams would have arrived by now (the genuine one did at once).
@@ -148,21 +148,20 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
         .rsplit_once('.')
         .map(|(n, _)| format!("{n}.255"))
         .expect("ip");
-    // The sender listens too: its own kernel hands it each datagram once; a second
-    // copy would be the network echoing its frames back to it.
+    // Nothing comes back to the sender: its tap receives no frame while it sends (a
+    // copy of its own would count; its kernel would then drop it as a martian).
     let script = format!(
-        "lantool listen 7000 239.1.2.3 > /tmp/self & sleep 1; \
+        "sleep 1; rx0=$(cat /sys/class/net/tap0/statistics/rx_packets); \
          lantool send 255.255.255.255:7000 to-all && \
          lantool send {subnet_bcast}:7000 to-subnet && \
-         lantool send 239.1.2.3:7000 to-group && sleep 1; cat /tmp/self; \
+         lantool send 239.1.2.3:7000 to-group && sleep 1; \
+         echo echoed=$(( $(cat /sys/class/net/tap0/statistics/rx_packets) - rx0 )); \
          ip -4 addr show tap0"
     );
     let out = sh(&env, "bc", &[], img, &script);
     let own = out.stdout_str();
     assert!(own.contains(&format!("brd {subnet_bcast}")), "{}", out.describe());
-    for msg in ["to-all", "to-subnet", "to-group"] {
-        assert_eq!(own.matches(&format!("got {msg} ")).count(), 1, "{msg}: {own}");
-    }
+    assert!(own.contains("echoed=0\n"), "{}", out.describe());
     for r in ["r1", "r2"] {
         let logs = wait_logs(&env, r, |l| {
             ["to-all", "to-subnet", "to-group"]
