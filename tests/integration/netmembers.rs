@@ -101,9 +101,12 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
     let victim = ip_of(&env, "victim", "lan");
     let victim_mac = attachment(&env, "victim", "lan", "MacAddress");
     let peer = ip_of(&env, "peer", "lan");
+    let peer_mac = attachment(&env, "peer", "lan", "MacAddress");
     // The attacker first speaks as itself (which resolves the peer's MAC), then takes
     // the victim's address (CAP_NET_ADMIN) and speaks from it, asks ARP as the victim
-    // (CAP_NET_RAW), and finally takes the victim's MAC and speaks with its own address.
+    // (CAP_NET_RAW), and finally takes the victim's MAC and speaks with its own address
+    // (the peer's MAC set by hand: the MAC change flushed the ARP cache, and ARP
+    // would be refused for the MAC already).
     let script = format!(
         "lantool send {peer}:7000 genuine && \
          if arping -f -c 1 -w 2 -I tap0 {peer} >/dev/null; then echo arp-self=yes; fi; \
@@ -112,6 +115,7 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
          if arping -f -c 1 -w 2 -I tap0 -s {victim} {peer} >/dev/null; then echo arp-victim=yes; fi; \
          ip addr del {victim}/32 dev tap0 && \
          ip link set tap0 address {victim_mac} && \
+         arp -i tap0 -s {peer} {peer_mac} && \
          lantool send {peer}:7000 forged-mac && echo attacker-done"
     );
     let out = sh(&env, "lan", &["--cap-add", "NET_ADMIN,NET_RAW"], img, &script);
