@@ -162,7 +162,12 @@ mod tests {
 
     #[test]
     fn unknown_names_under_dns_podman_are_nxdomain() {
-        for name in ["db.dns.podman", "DB.Dns.Podman", "a.b.dns.podman", "dns.podman"] {
+        for name in [
+            "db.dns.podman",
+            "DB.Dns.Podman",
+            "a.b.dns.podman",
+            "dns.podman",
+        ] {
             let r = answer(&query(name, TYPE_A), &mut web).unwrap();
             assert_eq!((rcode(&r), answers(&r)), (NXDOMAIN, 0), "{name}");
         }

@@ -283,13 +283,22 @@ mod tests {
             Addressing::parse_line("10.0.2.100 255.255.255.0 10.0.2.2"),
             Some(SLIRP)
         );
-        assert_eq!(Addressing::parse_line("10.0.2.100 255.255.255.0 - 02:zz"), None);
+        assert_eq!(
+            Addressing::parse_line("10.0.2.100 255.255.255.0 - 02:zz"),
+            None
+        );
     }
 
     #[test]
     fn macs_parse_strictly() {
         assert_eq!(parse_mac("02:00:0a:59:00:02"), Some([2, 0, 10, 0x59, 0, 2]));
-        for bad in ["", "02:00:0a:59:00", "02:00:0a:59:00:02:03", "2:0:a:59:0:2", "02:00:0a:59:00:0g"] {
+        for bad in [
+            "",
+            "02:00:0a:59:00",
+            "02:00:0a:59:00:02:03",
+            "2:0:a:59:0:2",
+            "02:00:0a:59:00:0g",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
         assert_eq!(format_mac([2, 0, 10, 0x59, 0, 2]), "02:00:0a:59:00:02");

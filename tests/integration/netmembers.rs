@@ -60,7 +60,16 @@ fn listener(env: &TestEnv, name: &str, net: &str, img: &str) {
     ok(
         env,
         &[
-            "run", "-d", "--name", name, "--network", net, img, "lantool", "listen", "7000",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            img,
+            "lantool",
+            "listen",
+            "7000",
             "239.1.2.3",
         ],
     );
@@ -96,7 +105,20 @@ fn ip_of(env: &TestEnv, ctr: &str, net: &str) -> String {
 fn a_member_cannot_speak_with_another_members_address_or_mac() {
     let (env, img) = setup(require!(TestEnv::try_rootless())).expect("image");
     ok(&env, &["network", "create", "lan"]);
-    ok(&env, &["run", "-d", "--name", "victim", "--network", "lan", img, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "victim",
+            "--network",
+            "lan",
+            img,
+            "sleep",
+            "600",
+        ],
+    );
     listener(&env, "peer", "lan", img);
     let victim = ip_of(&env, "victim", "lan");
     let victim_mac = attachment(&env, "victim", "lan", "MacAddress");
@@ -118,7 +140,13 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
          arp -i tap0 -s {peer} {peer_mac} && \
          lantool send {peer}:7000 forged-mac && echo attacker-done"
     );
-    let out = sh(&env, "lan", &["--cap-add", "NET_ADMIN,NET_RAW"], img, &script);
+    let out = sh(
+        &env,
+        "lan",
+        &["--cap-add", "NET_ADMIN,NET_RAW"],
+        img,
+        &script,
+    );
     let text = out.stdout_str();
     assert!(text.contains("attacker-done"), "{}", out.describe());
     // ARP answers it as itself, not as the victim.
@@ -129,9 +157,19 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
     // The forged datagrams would have arrived by now (the genuine one did at once).
     std::thread::sleep(Duration::from_secs(2));
     let logs = env.run(&["logs", "peer"]).stdout_str();
-    assert!(!logs.contains("forged"), "forged frames got through:\n{logs}");
+    assert!(
+        !logs.contains("forged"),
+        "forged frames got through:\n{logs}"
+    );
     // The victim itself is still heard.
-    let out = env.run(&["exec", "victim", "lantool", "send", &format!("{peer}:7000"), "real"]);
+    let out = env.run(&[
+        "exec",
+        "victim",
+        "lantool",
+        "send",
+        &format!("{peer}:7000"),
+        "real",
+    ]);
     out.success();
     let logs = wait_logs(&env, "peer", |l| l.contains("got real"));
     assert!(logs.contains(&format!("got real from {victim}")), "{logs}");
@@ -164,7 +202,11 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
     );
     let out = sh(&env, "bc", &[], img, &script);
     let own = out.stdout_str();
-    assert!(own.contains(&format!("brd {subnet_bcast}")), "{}", out.describe());
+    assert!(
+        own.contains(&format!("brd {subnet_bcast}")),
+        "{}",
+        out.describe()
+    );
     assert!(own.contains("echoed=0\n"), "{}", out.describe());
     for r in ["r1", "r2"] {
         let logs = wait_logs(&env, r, |l| {
@@ -173,7 +215,11 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
                 .all(|m| l.contains(&format!("got {m} ")))
         });
         for msg in ["to-all", "to-subnet", "to-group"] {
-            assert_eq!(logs.matches(&format!("got {msg} ")).count(), 1, "{r}: {logs}");
+            assert_eq!(
+                logs.matches(&format!("got {msg} ")).count(),
+                1,
+                "{r}: {logs}"
+            );
         }
     }
     let far = env.run(&["logs", "far"]).stdout_str();
@@ -186,7 +232,20 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
 fn the_recorded_mac_is_on_tap0_and_in_arp_answers() {
     let (env, img) = setup(require!(TestEnv::try_rootless())).expect("image");
     ok(&env, &["network", "create", "macs"]);
-    ok(&env, &["run", "-d", "--name", "m1", "--network", "macs", img, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "m1",
+            "--network",
+            "macs",
+            img,
+            "sleep",
+            "600",
+        ],
+    );
     let m1 = ip_of(&env, "m1", "macs");
     let m1_mac = attachment(&env, "m1", "macs", "MacAddress");
     let own = ok(&env, &["exec", "m1", "cat", "/sys/class/net/tap0/address"]);
@@ -194,7 +253,14 @@ fn the_recorded_mac_is_on_tap0_and_in_arp_answers() {
     let id = ok(
         &env,
         &[
-            "create", "--name", "m2", "--network", "macs", img, "sh", "-c",
+            "create",
+            "--name",
+            "m2",
+            "--network",
+            "macs",
+            img,
+            "sh",
+            "-c",
             &format!(
                 "cat /sys/class/net/tap0/address; lantool send {m1}:9 x >/dev/null; \
                  for i in 1 2 3 4 5 6 7 8 9 10; do \
@@ -226,7 +292,20 @@ fn gateway_dns_nxdomain_any_case_and_no_upstream_for_members() {
     let (dns_port, seen) = crate::netstack::dns_server();
     env.set_env("SKIFF_DNS_UPSTREAM", format!("127.0.0.1:{dns_port}"));
     ok(&env, &["network", "create", "names"]);
-    ok(&env, &["run", "-d", "--name", "Web", "--network", "names", img, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "Web",
+            "--network",
+            "names",
+            img,
+            "sleep",
+            "600",
+        ],
+    );
     let ip = ip_of(&env, "Web", "names");
     // A and AAAA for a member (any case) are answered at the gateway, nothing upstream;
     // an unknown name under dns.podman is NXDOMAIN, also without asking upstream.
@@ -244,7 +323,11 @@ fn gateway_dns_nxdomain_any_case_and_no_upstream_for_members() {
     assert_eq!(text.matches(&format!("Address: {ip}")).count(), 2, "{text}");
     assert!(text.contains("NXDOMAIN"), "{text}");
     assert!(!text.contains("192.0.2.7"), "asked upstream:\n{text}");
-    assert_eq!(seen.load(Ordering::SeqCst), before, "queries went upstream:\n{text}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        before,
+        "queries went upstream:\n{text}"
+    );
     // Other names still go upstream.
     let out = sh(&env, "names", &[], img, "nslookup whoami.skiff.test");
     assert!(out.stdout_str().contains("192.0.2.7"), "{}", out.describe());
@@ -261,7 +344,20 @@ fn a_network_with_dns_disabled_has_no_dns_at_the_gateway() {
     ok(&env, &["network", "create", "--disable-dns", "quiet"]);
     let d = json(&env.run(&["network", "inspect", "quiet"]));
     assert_eq!(d[0]["dns_enabled"], json!(false), "{d}");
-    ok(&env, &["run", "-d", "--name", "srv", "--network", "quiet", img, "sleep", "600"]);
+    ok(
+        &env,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "quiet",
+            img,
+            "sleep",
+            "600",
+        ],
+    );
     let ip = ip_of(&env, "srv", "quiet");
     let gw = ip
         .rsplit_once('.')
@@ -274,7 +370,9 @@ fn a_network_with_dns_disabled_has_no_dns_at_the_gateway() {
         "quiet",
         &[],
         img,
-        &format!("cat /etc/resolv.conf; nslookup srv {gw}; nslookup whoami.skiff.test {gw}; echo done"),
+        &format!(
+            "cat /etc/resolv.conf; nslookup srv {gw}; nslookup whoami.skiff.test {gw}; echo done"
+        ),
     );
     let text = out.stdout_str() + &out.stderr_str();
     assert!(text.contains("done"), "{}", out.describe());
