@@ -198,7 +198,7 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
          lantool send {subnet_bcast}:7000 to-subnet && \
          lantool send 239.1.2.3:7000 to-group && sleep 1; \
          echo echoed=$(( $(cat /sys/class/net/tap0/statistics/rx_packets) - rx0 )); \
-         ip -4 addr show tap0"
+         ip -4 addr show tap0; lantool send {r1}:7000 size=65507"
     );
     let out = sh(&env, "bc", &[], img, &script);
     let own = out.stdout_str();
@@ -222,6 +222,8 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
             );
         }
     }
+    // A datagram over the MTU crosses in fragments.
+    wait_logs(&env, "r1", |l| l.contains("got 65507 bytes"));
     let far = env.run(&["logs", "far"]).stdout_str();
     assert!(!far.contains("got"), "another network heard it:\n{far}");
     ok(&env, &["rm", "-f", "-t", "0", "r1", "r2", "far"]);

@@ -6,8 +6,10 @@
 //!   listen PORT [GROUP]        print `got MSG from IP` for every datagram to PORT (on
 //!                              any address; GROUP: join that multicast group first),
 //!                              flushing each line; runs until killed
+//!                              (a datagram over 64 bytes: `got N bytes from IP`)
 //!   send ADDR:PORT MSG [FROM]  send MSG in one datagram (broadcast allowed), from the
-//!                              local address FROM if given; print `sent`
+//!                              local address FROM if given; print `sent`. MSG
+//!                              `size=N`: N bytes of `x` (over the MTU: fragments)
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -27,9 +29,10 @@ fn listen(port: &str, group: Option<&str>) {
     }
     println!("listening");
     let _ = std::io::stdout().flush();
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     loop {
         match s.recv_from(&mut buf) {
+            Ok((n, from)) if n > 64 => println!("got {n} bytes from {}", from.ip()),
             Ok((n, from)) => {
                 println!(
                     "got {} from {}",
@@ -50,7 +53,11 @@ fn send(to: &str, msg: &str, from: Option<&str>) {
         .unwrap_or_else(|e| die(&format!("bind {from:?}: {e}")));
     s.set_broadcast(true)
         .unwrap_or_else(|e| die(&format!("SO_BROADCAST: {e}")));
-    s.send_to(msg.as_bytes(), to)
+    let data = match msg.strip_prefix("size=") {
+        Some(n) => vec![b'x'; n.parse().unwrap_or_else(|_| die("bad size"))],
+        None => msg.as_bytes().to_vec(),
+    };
+    s.send_to(&data, to)
         .unwrap_or_else(|e| die(&format!("send to {to}: {e}")));
     println!("sent");
 }
