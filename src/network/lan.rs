@@ -50,7 +50,8 @@ fn ipv4_addrs(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
 fn to_all(guest: &Addressing, dst: Ipv4Addr) -> bool {
     let mask = u32::from(guest.netmask);
     let bcast = u32::from(guest.ip) | !mask;
-    dst.is_broadcast() || dst.is_multicast() || (mask != u32::MAX && u32::from(dst) == bcast)
+    // (A /31 or /32 has no broadcast address of its own.)
+    dst.is_broadcast() || dst.is_multicast() || (!mask > 1 && u32::from(dst) == bcast)
 }
 
 /// Handles a frame (vnet header included, at least Ethernet long) that the container
@@ -148,5 +149,44 @@ pub(super) fn from_peers(st: &mut Stack, buf: &mut [u8], batch: usize) {
                 tracing::debug!(error = %e, dropped = st.out.dropped, "tap write (from a member)");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_multicast_and_subnet_broadcast_go_to_all() {
+        let guest = Addressing {
+            ip: Ipv4Addr::new(10, 89, 3, 7),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            gateway: None,
+            mac: None,
+        };
+        for all in ["255.255.255.255", "10.89.3.255", "224.0.0.1", "239.1.2.3"] {
+            assert!(to_all(&guest, all.parse().unwrap()), "{all}");
+        }
+        for one in ["10.89.3.1", "10.89.3.254", "10.89.4.255", "10.89.3.0"] {
+            assert!(!to_all(&guest, one.parse().unwrap()), "{one}");
+        }
+    }
+
+    #[test]
+    fn addresses_of_fragments_and_packets_with_options() {
+        let mut p = [0u8; 24];
+        p[0] = 0x46; // IHL 6: one word of options
+        p[6] = 0x20; // more fragments
+        p[12..16].copy_from_slice(&[10, 89, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 89, 0, 3]);
+        assert_eq!(
+            ipv4_addrs(&p),
+            Some((Ipv4Addr::new(10, 89, 0, 2), Ipv4Addr::new(10, 89, 0, 3)))
+        );
+        p[0] = 0x44; // IHL below 5
+        assert_eq!(ipv4_addrs(&p), None);
+        p[0] = 0x65; // IPv6
+        assert_eq!(ipv4_addrs(&p), None);
+        assert_eq!(ipv4_addrs(&p[..19]), None);
     }
 }
