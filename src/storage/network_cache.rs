@@ -15,9 +15,6 @@ pub(crate) fn write_members(dir: &Path, members: &[NetworkMember]) -> std::io::R
     std::fs::rename(&tmp, dir.join(MEMBERS_FILE))
 }
 
-// The datapath (the monitor's DNS answers and frame forwarding between members) is
-// its user; until it lands only the unit test below calls it.
-#[allow(dead_code)]
 /// A network's members as its monitors see them: the members file under
 /// [`super::networks::network_run_dir`], re-read only when it was replaced (one stat per call), so it is
 /// cheap enough to consult on every DNS query.
@@ -27,7 +24,6 @@ pub struct MemberCache {
     members: Vec<NetworkMember>,
 }
 
-#[allow(dead_code)]
 impl MemberCache {
     /// `run_dir` is [`super::networks::network_run_dir`] of the network (learned at start from the store).
     pub fn new(run_dir: &Path) -> MemberCache {
