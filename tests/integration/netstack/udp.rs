@@ -169,7 +169,16 @@ fn an_idle_mapping_is_closed() {
     env.run(&["rm", "-f", &id]).success();
 }
 
-/// A measurement, not a check: sequential UDP round trips container -> host echo.
+/// utime + stime of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = st.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)
+}
+
+/// A measurement, not a check: sequential UDP round trips container -> host echo, and
+/// the monitor's CPU time for them.
 /// `cargo test --test integration netstack::udp::round_trips -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -179,13 +188,27 @@ fn round_trips_per_second() {
     let _echo = HostTool::start(&["udp-echo", &port.to_string()]);
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..3 {
-        let out = run(
-            &env,
-            &["--network", LOOPBACK],
-            img,
-            &format!("nettool udp-rtt 10.0.2.2:{port} 20000"),
+        let script = format!("sleep 1; nettool udp-rtt 10.0.2.2:{port} 20000; sleep 1000");
+        let id = env
+            .run(&["run", "-d", "--network", LOOPBACK, img, "sh", "-c", &script])
+            .success()
+            .stdout_trim();
+        let pid = monitor_pid(&id).expect("the monitor");
+        let before = cpu_ticks(pid);
+        let t0 = Instant::now();
+        let line = loop {
+            let logs = env.run(&["logs", &id]).success().stdout_trim();
+            if logs.contains("rtts=") {
+                break logs;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "no result");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let ticks = cpu_ticks(pid) - before;
+        println!(
+            "{line} monitor_cpu_us_per_rtt={:.1}",
+            ticks as f64 * 1e4 / 20000.0
         );
-        out.success();
-        println!("{}", out.stdout_trim());
+        env.run(&["rm", "-f", "-t", "0", &id]).success();
     }
 }
