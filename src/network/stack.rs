@@ -4,8 +4,9 @@
 //! socket and acknowledged by what the socket accepted, and data from the host socket
 //! is read with MSG_PEEK and stays queued in the kernel until the container
 //! acknowledges it (SO_PEEK_OFF moves the peek position; acknowledged bytes are dropped
-//! with MSG_TRUNC). UDP and ICMP echo map to per-flow host sockets (src/network/udp.rs);
-//! DNS to 10.0.2.3 is relayed to the host's resolver.
+//! with MSG_TRUNC). UDP maps each container socket to one unconnected host socket
+//! (endpoint-independent, as slirp4netns and pasta), ICMP echo to per-flow ping
+//! sockets (src/network/udp.rs); DNS to 10.0.2.3 is relayed to the host's resolver.
 //!
 //! It runs inside the monitor's poll loop through one epoll descriptor, like the port
 //! relay: the monitor stays single-threaded, so restarting the container (a new clone
@@ -234,7 +235,7 @@ impl Stack {
             match kind {
                 K_TAP => self.read_tap(),
                 K_TCP => tcp::host_event(self, idx, generation, flags),
-                K_UDP => udp::host_event(self, idx, generation),
+                K_UDP => udp::host_event(self, idx, generation, flags),
                 K_PEER => self.relay_from_peers(),
                 _ => {}
             }

@@ -628,6 +628,7 @@ fn bad_network_options_are_refused_and_change_nothing() {
 }
 
 mod members;
+mod udp;
 
 /// skiff.toml's network.dns_upstream names the resolver when the environment does not;
 /// `info` says where the value came from.

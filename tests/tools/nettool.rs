@@ -35,6 +35,12 @@
 //!                          net.ipv4.ping_group_range); print `reply from IP` (2 s)
 //!   udp-flood ADDR SECS    send 1400-byte datagrams as fast as possible for SECS; print
 //!                          `sent=N`
+//!   udp-rtt ADDR N         N sequential round trips of a 64-byte datagram to a
+//!                          udp-echo (1 s timeout each, a loss is resent); print
+//!                          `rtts=N secs=S per_sec=R lost=L`
+//!   udp-peer ADDR MSG N    from one unconnected socket: send MSG to ADDR, then take N
+//!                          datagrams from anyone (10 s each), print `from=SRC data=D`
+//!                          for each and answer the sender with `re:D`
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -140,6 +146,8 @@ fn main() {
         "rst" => rst(arg(&v, 2)),
         "udp-flood" => udp_flood(arg(&v, 2), num(arg(&v, 3))),
         "ping" => ping(arg(&v, 2)),
+        "udp-rtt" => udp_rtt(arg(&v, 2), num(arg(&v, 3))),
+        "udp-peer" => udp_peer(arg(&v, 2), arg(&v, 3), num(arg(&v, 4))),
         other => die(&format!("unknown mode {other}")),
     }
 }
@@ -540,6 +548,56 @@ fn udp_flood(addr: &str, secs: u64) {
         }
     }
     println!("sent={n}");
+}
+
+fn udp_rtt(addr: &str, n: u64) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.connect(addr)
+        .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut msg = [0x42u8; 64];
+    let mut buf = [0u8; 2048];
+    let mut lost = 0u64;
+    let start = Instant::now();
+    for i in 0..n {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        loop {
+            s.send(&msg)
+                .unwrap_or_else(|e| die(&format!("send: {e}")));
+            match s.recv(&mut buf) {
+                Ok(k) if k == msg.len() && buf[..8] == msg[..8] => break,
+                Ok(_) => {}
+                Err(_) => {
+                    lost += 1;
+                    if lost > 100 {
+                        die("more than 100 datagrams lost");
+                    }
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "rtts={n} secs={secs:.3} per_sec={:.0} lost={lost}",
+        n as f64 / secs
+    );
+}
+
+fn udp_peer(addr: &str, msg: &str, n: u64) {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    s.send_to(msg.as_bytes(), addr)
+        .unwrap_or_else(|e| die(&format!("send to {addr}: {e}")));
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..n {
+        let (k, from) = s
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| die(&format!("recv: {e}")));
+        let data = String::from_utf8_lossy(&buf[..k]).into_owned();
+        println!("from={from} data={data}");
+        let _ = std::io::stdout().flush();
+        let _ = s.send_to(format!("re:{data}").as_bytes(), from);
+    }
 }
 
 fn ping(ip: &str) {
