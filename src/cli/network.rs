@@ -36,9 +36,9 @@ pub enum NetworkCommand {
     Prune(PruneArgs),
     /// Check whether a network exists (exit 0 if it does, 1 if not)
     Exists { name: String },
-    /// Attach a (stopped or created) container to a network
+    /// Attach a container to a network (a running one at once)
     Connect(ConnectArgs),
-    /// Take a (stopped or created) container off a network
+    /// Take a container off a network (a running one at once)
     Disconnect(DisconnectArgs),
 }
 
@@ -510,7 +510,8 @@ fn connect(ctx: &Ctx, a: ConnectArgs) -> anyhow::Result<i32> {
     let c = store
         .find_container(&a.container)
         .map_err(|e| bad(e.to_string()))?;
-    crate::runtime::networks::connect(&mut store, &c, &net.name, &a.alias, ip)
+    let c = super::container::refresh(&mut store, c)?;
+    crate::runtime::netconnect::connect(&mut store, &c, &net.name, &a.alias, ip)
         .map_err(|e| bad(e.to_string()))?;
     Ok(0)
 }
@@ -521,7 +522,8 @@ fn disconnect(ctx: &Ctx, a: DisconnectArgs) -> anyhow::Result<i32> {
     let c = store
         .find_container(&a.container)
         .map_err(|e| bad(e.to_string()))?;
-    crate::runtime::networks::disconnect(&mut store, &c, &net.name)
+    let c = super::container::refresh(&mut store, c)?;
+    crate::runtime::netconnect::disconnect(&mut store, &c, &net.name)
         .map_err(|e| bad(e.to_string()))?;
     Ok(0)
 }

@@ -103,8 +103,11 @@ pub struct Io {
     pub stop_requested: bool,
     /// Published ports (src/network/relay.rs), served from this loop.
     pub ports: Option<crate::network::relay::Relay>,
-    /// The user-mode network of the current run (src/network/stack.rs).
-    pub net: Option<crate::network::stack::Stack>,
+    /// The user-mode networks of the current run (src/network/stack.rs): tap0's, or
+    /// one per user-defined network (the container's eth0, eth1, ...).
+    pub net: Vec<super::netplug::Link>,
+    /// What `network connect` needs to add an interface to the current run.
+    pub plug: Option<super::netplug::Plug>,
 }
 
 const BUF: usize = 32 * 1024;
@@ -161,9 +164,9 @@ impl Io {
                 fds.push(PollFd::new(p.fd(), PollFlags::POLLIN));
                 kinds.push(Kind::Ports);
             }
-            if let Some(n) = &self.net {
-                fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
-                kinds.push(Kind::Net);
+            for (i, n) in self.net.iter().enumerate() {
+                fds.push(PollFd::new(n.stack.fd(), PollFlags::POLLIN));
+                kinds.push(Kind::Net(i));
             }
             for (i, c) in self.clients.iter().enumerate() {
                 fds.push(PollFd::new(c.ctl.as_fd(), PollFlags::POLLIN));
@@ -174,7 +177,7 @@ impl Io {
                 }
             }
             let ports_at = self.ports.as_ref().and_then(|p| p.deadline());
-            let net_at = self.net.as_ref().and_then(|n| n.deadline());
+            let net_at = self.net.iter().filter_map(|n| n.stack.deadline()).min();
             let timeout = [kill_at, drain_until, ports_at, net_at]
                 .into_iter()
                 .flatten()
@@ -204,8 +207,8 @@ impl Io {
             if let Some(p) = self.ports.as_mut() {
                 p.tick();
             }
-            if let Some(n) = self.net.as_mut() {
-                n.tick();
+            for n in self.net.iter_mut() {
+                n.stack.tick();
             }
             let mut dead_clients = Vec::new();
             for (kind, readable) in ready {
@@ -263,9 +266,9 @@ impl Io {
                             p.service();
                         }
                     }
-                    Kind::Net => {
-                        if let Some(n) = self.net.as_mut() {
-                            n.service();
+                    Kind::Net(i) => {
+                        if let Some(n) = self.net.get_mut(i) {
+                            n.stack.service();
                         }
                     }
                     Kind::Ctl(i) => {
@@ -305,6 +308,15 @@ impl Io {
             return;
         };
         let _ = sock.set_read_timeout(None);
+        if let Some(req) = super::netplug::Request::parse(&b[..n]) {
+            let mut sock = sock;
+            let answer = match super::netplug::handle(&mut self.net, self.plug.as_ref(), &req) {
+                Ok(()) => proto::OK.to_string(),
+                Err(e) => proto::error_line(125, &e),
+            };
+            let _ = sock.write_all(answer.as_bytes());
+            return;
+        }
         let Some(hello) = proto::Hello::parse(&b[..n]) else {
             return;
         };
@@ -388,7 +400,7 @@ enum Kind {
     Out(Stream),
     Listener,
     Ports,
-    Net,
+    Net(usize),
     Ctl(usize),
     Stdin(usize),
 }

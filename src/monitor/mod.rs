@@ -7,6 +7,7 @@
 pub mod client;
 mod io;
 pub mod logfile;
+pub mod netplug;
 pub mod proto;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -325,7 +326,8 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         stop_timeout: Duration::from_secs(u64::from(o.stop_timeout.unwrap_or(10))),
         stop_requested: false,
         ports,
-        net: None,
+        net: Vec::new(),
+        plug: None,
     };
     if args.attach {
         let fds: Vec<OwnedFd> = (0..3).filter_map(dup_std).collect();
@@ -359,17 +361,18 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     if notify_mode == "container" {
         sd_notify(&format!("MAINPID={me}\n"));
     }
-    // A user-defined network: its address and gateway, and resolv.conf naming it.
-    let (member, member_err) = match crate::network::member::membership(&store, &rec.id) {
-        Ok(m) => (m, None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    if let Some(m) = &member {
-        if o.dns.is_empty() {
-            crate::network::member::write_resolv(&bundle, m);
-        }
-    }
     let code = loop {
+        // User-defined networks (read at every start: a restart sees a network
+        // connected meanwhile): their addresses and gateways, resolv.conf naming them.
+        let (members, member_err) =
+            match crate::network::member::memberships(&store, &rec.id, o.network.as_deref()) {
+                Ok(m) => (m, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+        if o.dns.is_empty() {
+            crate::network::member::write_resolv(&bundle, &members);
+        }
+        let addrs: Vec<_> = members.iter().map(|m| m.addr).collect();
         let (mut streams, cio) = if o.tty {
             (
                 ContainerStreams {
@@ -422,12 +425,7 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
                     message: message.clone(),
                 });
             }
-            launch::launch(
-                &bundle,
-                &cio,
-                join.as_ref(),
-                member.as_ref().map(|m| &m.addr),
-            )
+            launch::launch(&bundle, &cio, join.as_ref(), &addrs)
         }) {
             Ok(l) => l,
             Err(e) => {
@@ -448,10 +446,10 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         };
         crate::runtime::cgroup::join_freezer(&rec.id, launched.pid.as_raw());
         let mut launched = launched;
-        let tap = launched.tap.take();
+        let taps = std::mem::take(&mut launched.taps);
         let served = serve_ports(&mut io, &launched).and_then(|()| {
             let mode = o.network.as_deref();
-            start_network(&mut io, tap, mode, member.as_ref(), &rec.id)
+            netplug::start_networks(&mut io.net, taps, mode, &members, &rec.id)
         });
         if let Err(msg) = served {
             let _ = nix::sys::signal::kill(launched.pid, Signal::SIGKILL);
@@ -494,6 +492,13 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
                 io.clients[i].send(proto::OK);
             }
         }
+        io.plug = netplug::Plug::for_run(
+            paths,
+            &rec.id,
+            o.network.as_deref(),
+            launched.userns.as_ref(),
+            launched.netns.as_ref(),
+        );
         // While the container runs, hold as little memory as possible: the database
         // (and its page cache) is closed and reopened when the container exits.
         let closed = std::mem::replace(&mut store, Store::closed(paths));
@@ -510,7 +515,8 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
             p.detach();
         }
         // The network dies with the run: every host socket of it closes here.
-        io.net = None;
+        io.net.clear();
+        io.plug = None;
         crate::runtime::cgroup::remove(&rec.id);
         tracing::debug!(id = %rec.id, code = exit.code, "container exited");
         store = match Store::open(paths) {
@@ -559,38 +565,6 @@ fn serve_ports(io: &mut Io, launched: &launch::Launched) -> Result<(), String> {
     let c = crate::network::connector::spawn(launched.userns.as_ref(), netns)
         .map_err(|e| e.to_string())?;
     relay.attach(c);
-    Ok(())
-}
-
-/// Starts the user-mode network on the tap the init created (`--network slirp4netns`,
-/// or a user-defined network).
-fn start_network(
-    io: &mut Io,
-    tap: Option<OwnedFd>,
-    mode: Option<&str>,
-    member: Option<&crate::network::member::Membership>,
-    id: &str,
-) -> Result<(), String> {
-    let Some(tap) = tap else {
-        io.net = None;
-        return Ok(());
-    };
-    if let Some(m) = member {
-        let stack = crate::network::member::start(tap, m, id).map_err(|e| e.to_string())?;
-        io.net = Some(stack);
-        return Ok(());
-    }
-    let allow_host_loopback = matches!(
-        crate::runtime::NetworkMode::parse(mode.unwrap_or(crate::runtime::DEFAULT_NETWORK)),
-        Ok(crate::runtime::NetworkMode::Slirp4netns {
-            allow_host_loopback: true
-        })
-    );
-    let opts = crate::network::stack::SlirpOptions::slirp(
-        allow_host_loopback,
-        crate::network::dns_upstream(),
-    );
-    io.net = Some(crate::network::stack::Stack::new(tap, opts, None)?);
     Ok(())
 }
 

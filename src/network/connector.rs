@@ -122,7 +122,7 @@ fn child(parent: Pid, userns: Option<&OwnedFd>, netns: &OwnedFd, sock: OwnedFd) 
 }
 
 /// Closes every descriptor but `keep` (the monitor's listeners, log, client terminals).
-fn close_all_but(keep: RawFd) {
+pub(super) fn close_all_but(keep: RawFd) {
     // SAFETY: close_range only closes descriptors of this process; the ones closed are
     // not used again (the connector works through `keep` alone).
     unsafe {

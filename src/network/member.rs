@@ -1,6 +1,8 @@
-//! A container on a user-defined network (the first one it is attached to): its
-//! address and MAC, the network's gateway (where the monitor answers and DNS lives),
-//! and the run directory where the members' monitors meet (peers.rs).
+//! A container on user-defined networks: per network, its address and MAC, the
+//! network's gateway (where the monitor answers and DNS lives), and the run directory
+//! where the members' monitors meet (peers.rs). Each network gets an interface of its
+//! own in the container (eth0, eth1, ... in attach order, as podman names them) and a
+//! Stack of its own in the monitor.
 
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
@@ -15,13 +17,6 @@ use crate::storage::Store;
 /// container and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
-    /// One tap serves one network.
-    #[error("container {container} is attached to {count} networks ({names}): skiff serves one user-defined network per container for now: disconnect the others with `skiff network disconnect NETWORK {container}`")]
-    TooManyNetworks {
-        container: String,
-        count: usize,
-        names: String,
-    },
     /// The store could not say which networks the container is on.
     #[error("reading the networks of container {container}: {source}: check the store with `skiff system check`")]
     Store {
@@ -52,11 +47,12 @@ pub enum MemberError {
     },
 }
 
+#[derive(Debug, Clone)]
 pub struct Membership {
     pub addr: Addressing,
-    /// The recorded MAC, set on tap0 by the init.
+    /// The recorded MAC, set on the interface by the init.
     pub mac: [u8; 6],
-    /// The network's name, for messages.
+    /// The network's name.
     pub network: String,
     pub gateway: Ipv4Addr,
     pub internal: bool,
@@ -68,54 +64,79 @@ fn short(id: &str) -> String {
     id.get(..12).unwrap_or(id).to_string()
 }
 
-/// The container's network attachment, if any. A container attached to several
-/// networks is refused: its one tap serves one network.
-pub fn membership(store: &Store, id: &str) -> Result<Option<Membership>, MemberError> {
-    let all = store
+/// The container's interface for its `i`-th network (podman's names).
+pub fn iface_name(i: usize) -> String {
+    format!("eth{i}")
+}
+
+/// The metric of the default route through the `i`-th network: netavark's 100 for the
+/// first. podman gives every network 100, and which one the kernel then uses is left to
+/// chance (netavark configures them in hash-map order); distinct metrics make the
+/// first network attached the way out, and a network connected later never takes the
+/// default route from it.
+pub fn route_metric(i: usize) -> u16 {
+    100u16.saturating_add(u16::try_from(i).unwrap_or(u16::MAX))
+}
+
+/// The container's networks in attach order (the order of `network`, its stored
+/// `--network` value, then any others the store knows).
+pub fn memberships(
+    store: &Store,
+    id: &str,
+    network: Option<&str>,
+) -> Result<Vec<Membership>, MemberError> {
+    let mut all = store
         .container_networks(id)
         .map_err(|source| MemberError::Store {
             container: short(id),
             source,
         })?;
-    if all.len() > 1 {
-        let names: Vec<&str> = all.iter().map(|a| a.network.name.as_str()).collect();
-        return Err(MemberError::TooManyNetworks {
-            container: short(id),
-            count: all.len(),
-            names: names.join(", "),
-        });
-    }
-    let Some(a) = all.into_iter().next() else {
-        return Ok(None);
-    };
-    let n = &a.network;
-    let mac = super::tap::parse_mac(&a.member.mac).ok_or_else(|| MemberError::BadMac {
-        network: n.name.clone(),
-        container: short(id),
-        mac: a.member.mac.clone(),
-    })?;
-    let bits = u32::from(n.subnet.prefix.min(32));
-    let netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
-    Ok(Some(Membership {
-        addr: Addressing {
-            ip: a.member.ip,
-            netmask,
-            gateway: (!n.internal).then_some(n.gateway),
-            mac: Some(mac),
-        },
-        mac,
-        network: n.name.clone(),
-        gateway: n.gateway,
-        internal: n.internal,
-        dns_enabled: n.dns_enabled,
-        run_dir: crate::storage::networks::network_run_dir(&store.paths, n),
-    }))
+    let order = crate::runtime::networks::network_names(network.unwrap_or(""));
+    all.sort_by_key(|a| {
+        order
+            .iter()
+            .position(|n| *n == a.network.name)
+            .unwrap_or(usize::MAX)
+    });
+    all.into_iter()
+        .map(|a| {
+            let n = &a.network;
+            let mac = super::tap::parse_mac(&a.member.mac).ok_or_else(|| MemberError::BadMac {
+                network: n.name.clone(),
+                container: short(id),
+                mac: a.member.mac.clone(),
+            })?;
+            let bits = u32::from(n.subnet.prefix.min(32));
+            let netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+            Ok(Membership {
+                addr: Addressing {
+                    ip: a.member.ip,
+                    netmask,
+                    gateway: (!n.internal).then_some(n.gateway),
+                    mac: Some(mac),
+                },
+                mac,
+                network: n.name.clone(),
+                gateway: n.gateway,
+                internal: n.internal,
+                dns_enabled: n.dns_enabled,
+                run_dir: crate::storage::networks::network_run_dir(&store.paths, n),
+            })
+        })
+        .collect()
 }
 
-/// Points the container's resolv.conf at the gateway (members' names are answered
-/// there, the rest relayed), with podman's `dns.podman` search domain first.
-pub fn write_resolv(bundle: &Path, m: &Membership) {
-    if !m.dns_enabled {
+/// Points the container's resolv.conf at the gateways of its DNS-enabled networks, in
+/// attach order (each answers the members of all the container's networks, and relays
+/// the rest), with podman's `dns.podman` search domain first. Rewritten in place: the
+/// file is bind-mounted, so a running container sees a network connected later.
+pub fn write_resolv(bundle: &Path, ms: &[Membership]) {
+    let servers: Vec<Ipv4Addr> = ms
+        .iter()
+        .filter(|m| m.dns_enabled)
+        .map(|m| m.gateway)
+        .collect();
+    if servers.is_empty() {
         return;
     }
     let path = bundle.join("resolv.conf");
@@ -130,7 +151,12 @@ pub fn write_resolv(bundle: &Path, m: &Membership) {
             _ => {}
         }
     }
-    let mut text = format!("search {}\nnameserver {}\n", search.join(" "), m.gateway);
+    let mut seen = std::collections::HashSet::new();
+    search.retain(|s| seen.insert(s.clone()));
+    let mut text = format!("search {}\n", search.join(" "));
+    for s in servers {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
     if !options.is_empty() {
         text.push_str(&format!("options {}\n", options.join(" ")));
     }
@@ -139,12 +165,20 @@ pub fn write_resolv(bundle: &Path, m: &Membership) {
     }
 }
 
-/// Starts the network of tap0, which the init addressed (launch sent it `m.addr`):
-/// members through their monitors, the rest of the world through host sockets (unless
-/// internal). With DNS disabled (`network create --disable-dns`) nothing answers or
-/// relays DNS at the gateway, as podman runs no aardvark-dns for such a network.
-pub fn start(tap_fd: OwnedFd, m: &Membership, container_id: &str) -> Result<Stack, MemberError> {
-    let peers = Peers::bind(m, container_id)?;
+/// Starts the network of one interface, which the init addressed (launch sent it
+/// `m.addr`): members through their monitors, the rest of the world through host
+/// sockets (unless internal). DNS at its gateway also answers the members of the
+/// container's other networks (`all`), as aardvark-dns answers a container on several.
+/// With DNS disabled (`network create --disable-dns`) nothing answers or relays DNS at
+/// the gateway, as podman runs no aardvark-dns for such a network.
+pub fn start(
+    tap_fd: OwnedFd,
+    m: &Membership,
+    all: &[Membership],
+    container_id: &str,
+) -> Result<Stack, MemberError> {
+    let mut peers = Peers::bind(m, container_id)?;
+    peers.set_scope(dns_scope(m, all));
     let opts = SlirpOptions {
         allow_host_loopback: false,
         dns_upstream: super::dns_upstream().filter(|_| m.dns_enabled),
@@ -162,4 +196,12 @@ pub fn start(tap_fd: OwnedFd, m: &Membership, container_id: &str) -> Result<Stac
     // (lan.rs drops any that claim another).
     stack.out.mac = m.mac;
     Ok(stack)
+}
+
+/// The run directories of the container's networks other than `m`.
+pub fn dns_scope(m: &Membership, all: &[Membership]) -> Vec<PathBuf> {
+    all.iter()
+        .filter(|o| o.run_dir != m.run_dir)
+        .map(|o| o.run_dir.clone())
+        .collect()
 }

@@ -6,6 +6,7 @@
 pub mod connector;
 mod dns;
 mod frame;
+pub mod hotplug;
 mod lan;
 mod listen;
 pub mod member;

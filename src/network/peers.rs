@@ -33,6 +33,8 @@ pub struct Peers {
     forged: u64,
     /// Frames that found no room at (or no socket of) the member they were for.
     lost: u64,
+    /// The container's other networks: DNS here answers their members too (member.rs).
+    scope: Vec<MemberCache>,
 }
 
 fn socket_name(id: &str) -> &str {
@@ -72,7 +74,15 @@ impl Peers {
             dns_enabled: m.dns_enabled,
             forged: 0,
             lost: 0,
+            scope: Vec::new(),
         })
+    }
+
+    /// The run directories of the container's other networks, whose members DNS here
+    /// answers too (after this network's own), as aardvark-dns answers a container on
+    /// several networks.
+    pub fn set_scope(&mut self, dirs: Vec<PathBuf>) {
+        self.scope = dirs.iter().map(|d| MemberCache::new(d)).collect();
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -168,8 +178,13 @@ impl Peers {
         if !self.dns_enabled {
             return None;
         }
-        let members = &mut self.members;
-        super::dns::answer(q, &mut |name| members.lookup(name).map(|m| m.ip))
+        let (members, scope) = (&mut self.members, &mut self.scope);
+        super::dns::answer(q, &mut |name| {
+            members
+                .lookup(name)
+                .or_else(|| scope.iter_mut().find_map(|c| c.lookup(name)))
+                .map(|m| m.ip)
+        })
     }
 }
 

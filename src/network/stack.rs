@@ -209,6 +209,14 @@ impl Stack {
         self.epoll.0.as_fd()
     }
 
+    /// The run directories of the container's other user-defined networks: DNS at this
+    /// gateway answers their members too (member.rs).
+    pub fn set_dns_scope(&mut self, dirs: Vec<std::path::PathBuf>) {
+        if let Some(p) = self.peers.as_mut() {
+            p.set_scope(dirs);
+        }
+    }
+
     /// When `tick` wants to run next.
     pub fn deadline(&self) -> Option<Instant> {
         match (self.rto_tick, self.sweep_at) {

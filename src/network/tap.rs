@@ -99,6 +99,13 @@ pub fn format_mac(m: [u8; 6]) -> String {
 /// says (None: no address yet, the monitor sets it); the caller must have
 /// CAP_NET_ADMIN over the namespace. Errors are one line naming what to do.
 pub fn create(addr: Option<&Addressing>) -> Result<OwnedFd, String> {
+    create_named(NAME, addr, 0)
+}
+
+/// [`create`] under another name (a user-defined network's eth0, eth1, ...), with the
+/// default route at `metric`: a container on several networks gets one default route
+/// per network, and distinct metrics decide which one is used.
+pub fn create_named(name: &str, addr: Option<&Addressing>, metric: u16) -> Result<OwnedFd, String> {
     use nix::fcntl::OFlag;
     tracing::debug!("open /dev/net/tun");
     let fd = nix::fcntl::open(
@@ -115,19 +122,19 @@ pub fn create(addr: Option<&Addressing>) -> Result<OwnedFd, String> {
         }
         e => format!("opening /dev/net/tun: {}", e.desc()),
     })?;
-    let mut ifr = ifreq(NAME);
+    let mut ifr = ifreq(name);
     ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
     // SAFETY: TUNSETIFF reads the ifreq we own (and writes the name back into it).
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
-        return Err(format!("creating {NAME}: TUNSETIFF: {}", last()));
+        return Err(format!("creating {name}: TUNSETIFF: {}", last()));
     }
     // Frames from the container may carry partial checksums (we never check them: the
     // link is a memory copy); big segments stay one frame thanks to the MTU.
     // SAFETY: TUNSETOFFLOAD takes its argument by value.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::TUN_F_CSUM) } < 0 {
-        return Err(format!("{NAME}: TUNSETOFFLOAD: {}", last()));
+        return Err(format!("{name}: TUNSETOFFLOAD: {}", last()));
     }
-    configure(addr)?;
+    configure(name, addr, metric)?;
     Ok(fd)
 }
 
@@ -176,8 +183,8 @@ struct RtEntry {
     rt_irtt: libc::c_ushort,
 }
 
-/// MAC, MTU, up, and with `addr` address, netmask and the default route.
-pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
+/// MAC, MTU, up, and with `addr` address, netmask and the default route (at `metric`).
+pub fn configure(name: &str, addr: Option<&Addressing>, metric: u16) -> Result<(), String> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     let s = socket(
         AddressFamily::Inet,
@@ -185,17 +192,17 @@ pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|e| format!("socket for {NAME}: {e}"))?;
+    .map_err(|e| format!("socket for {name}: {e}"))?;
     let ioctl = |req: libc::Ioctl, ifr: &mut libc::ifreq, what: &str| -> Result<(), String> {
-        tracing::debug!(what, "ioctl on {NAME}");
+        tracing::debug!(what, name, "ioctl on the tap");
         // SAFETY: each request reads (or fills) the ifreq we own.
         if unsafe { libc::ioctl(s.as_raw_fd(), req, ifr as *mut libc::ifreq) } < 0 {
-            return Err(format!("configuring {NAME}: {what}: {}", last()));
+            return Err(format!("configuring {name}: {what}: {}", last()));
         }
         Ok(())
     };
     if let Some(mac) = addr.and_then(|a| a.mac) {
-        let mut ifr = ifreq(NAME);
+        let mut ifr = ifreq(name);
         let mut hw = libc::sockaddr {
             sa_family: libc::ARPHRD_ETHER,
             sa_data: [0; 14],
@@ -206,18 +213,18 @@ pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
         ifr.ifr_ifru.ifru_hwaddr = hw;
         ioctl(libc::SIOCSIFHWADDR, &mut ifr, "SIOCSIFHWADDR")?;
     }
-    let mut ifr = ifreq(NAME);
+    let mut ifr = ifreq(name);
     ifr.ifr_ifru.ifru_mtu = MTU as i32;
     ioctl(libc::SIOCSIFMTU, &mut ifr, "SIOCSIFMTU")?;
     if let Some(a) = addr {
-        let mut ifr = ifreq(NAME);
+        let mut ifr = ifreq(name);
         ifr.ifr_ifru.ifru_addr = sockaddr(a.ip);
         ioctl(libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR")?;
-        let mut ifr = ifreq(NAME);
+        let mut ifr = ifreq(name);
         ifr.ifr_ifru.ifru_netmask = sockaddr(a.netmask);
         ioctl(libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")?;
     }
-    let mut ifr = ifreq(NAME);
+    let mut ifr = ifreq(name);
     ioctl(libc::SIOCGIFFLAGS, &mut ifr, "SIOCGIFFLAGS")?;
     // SAFETY: reading the union member SIOCGIFFLAGS just filled.
     unsafe {
@@ -227,7 +234,7 @@ pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
     let Some(gw) = addr.and_then(|a| a.gateway) else {
         return Ok(());
     };
-    let mut dev = *b"tap0\0";
+    let mut dev: Vec<u8> = name.bytes().chain([0]).collect();
     let mut rt = RtEntry {
         rt_pad1: 0,
         rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
@@ -237,17 +244,25 @@ pub fn configure(addr: Option<&Addressing>) -> Result<(), String> {
         rt_pad2: 0,
         rt_pad3: 0,
         rt_pad4: std::ptr::null_mut(),
-        rt_metric: 0,
+        // The kernel stores rt_metric - 1 (0: metric 0).
+        rt_metric: if metric == 0 {
+            0
+        } else {
+            libc::c_short::try_from(metric.saturating_add(1)).unwrap_or(libc::c_short::MAX)
+        },
         rt_dev: dev.as_mut_ptr().cast(),
         rt_mtu: 0,
         rt_window: 0,
         rt_irtt: 0,
     };
-    tracing::debug!("SIOCADDRT default via {gw}");
+    tracing::debug!(name, metric, "SIOCADDRT default via {gw}");
     // SAFETY: SIOCADDRT reads the rtentry (and the device name it points to), both alive
     // for the call.
     if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCADDRT, &mut rt as *mut RtEntry) } < 0 {
-        return Err(format!("adding the default route via {gw}: {}", last()));
+        return Err(format!(
+            "adding the default route via {gw} on {name}: {}",
+            last()
+        ));
     }
     Ok(())
 }

@@ -215,16 +215,24 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
             .annotations()
             .as_ref()
             .and_then(|m| m.get(super::spec::TAP_ANNOTATION).cloned());
-        if let Some(how) = tap {
-            // Still root in the new user namespace, and /dev is still the host's. A
-            // user-defined network's address ("bare") came from the monitor after "M".
-            let member = if how == "bare" {
-                Some(read_addressing(&mut s)?)
-            } else {
-                None
-            };
-            let addr = member.as_ref().or(Some(&crate::network::tap::SLIRP));
-            let fd = crate::network::tap::create(addr).map_err(Fail::engine)?;
+        // Still root in the new user namespace, and /dev is still the host's.
+        if tap.as_deref() == Some("bare") {
+            // User-defined networks: one interface per network (eth0, eth1, ... in
+            // attach order, as podman names them), addressed as the monitor said
+            // after "M" (one line each, then an empty line).
+            let mut i = 0u16;
+            while let Some(addr) = read_addressing(&mut s)? {
+                let name = crate::network::member::iface_name(usize::from(i));
+                let metric = crate::network::member::route_metric(usize::from(i));
+                let fd = crate::network::tap::create_named(&name, Some(&addr), metric)
+                    .map_err(Fail::engine)?;
+                super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
+                    .map_err(|e| Fail::engine(format!("passing {name} to the monitor: {e}")))?;
+                i += 1;
+            }
+        } else if tap.is_some() {
+            let fd = crate::network::tap::create(Some(&crate::network::tap::SLIRP))
+                .map_err(Fail::engine)?;
             super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
                 .map_err(|e| Fail::engine(format!("passing tap0 to the monitor: {e}")))?;
         }
@@ -326,9 +334,10 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
     Err(process::exec(&prog, &args, &env))
 }
 
-/// The line the monitor sent after "M" with a user-defined network's address, read a
-/// byte at a time so nothing after it is consumed.
-fn read_addressing(s: &mut impl Read) -> Result<crate::network::tap::Addressing, Fail> {
+/// The next line the monitor sent after "M" with a user-defined network's address, read
+/// a byte at a time so nothing after it is consumed; None at the empty line that ends
+/// the list.
+fn read_addressing(s: &mut impl Read) -> Result<Option<crate::network::tap::Addressing>, Fail> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     while line.len() < 128 {
@@ -339,8 +348,16 @@ fn read_addressing(s: &mut impl Read) -> Result<crate::network::tap::Addressing,
         }
     }
     let text = String::from_utf8_lossy(&line);
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
     crate::network::tap::Addressing::parse_line(&text)
-        .ok_or_else(|| Fail::engine(format!("the monitor sent no address for tap0: {text:?}")))
+        .map(Some)
+        .ok_or_else(|| {
+            Fail::engine(format!(
+                "the monitor sent a bad interface address: {text:?}"
+            ))
+        })
 }
 
 fn pivot(rootfs: &Path) -> Result<(), Fail> {

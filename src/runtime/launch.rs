@@ -29,8 +29,9 @@ pub struct Launched {
     /// non-dumpable (after that its /proc/PID/ns files are closed to us): published
     /// ports are served from inside it.
     pub netns: Option<OwnedFd>,
-    /// tap0 in the container's network namespace (`--network slirp4netns`).
-    pub tap: Option<OwnedFd>,
+    /// The taps in the container's network namespace, in the order created: tap0
+    /// (`--network slirp4netns`), or eth0, eth1, ... (one per user-defined network).
+    pub taps: Vec<OwnedFd>,
 }
 
 /// How the container's stdio is connected.
@@ -80,7 +81,7 @@ pub fn launch(
     bundle_dir: &Path,
     io: &ContainerIo,
     join: Option<&JoinNs>,
-    tap_addr: Option<&crate::network::tap::Addressing>,
+    addrs: &[crate::network::tap::Addressing],
 ) -> Result<Launched, RuntimeError> {
     let spec = bundle::load_spec(bundle_dir)?;
     let layout = bundle::load_layout(bundle_dir)?;
@@ -175,25 +176,26 @@ pub fn launch(
             message: format!("applying resource limits: {e}"),
         }));
     }
-    // A user-defined network's address follows, for the init to set on tap0 before
-    // the container's program runs (set later from here, a program that connects at
-    // once would find no route).
+    // The user-defined networks' addresses follow, one line per interface and an
+    // empty line, for the init to set before the container's program runs (set later
+    // from here, a program that connects at once would find no route).
     let mut go = b"M".to_vec();
-    if let Some(a) = tap_addr {
+    for a in addrs {
         go.extend_from_slice(a.to_line().as_bytes());
     }
+    go.push(b'\n');
     parent_sock.write_all(&go).map_err(|source| {
         fail(RuntimeError::Io {
             path: bundle_dir.to_path_buf(),
             source,
         })
     })?;
-    // The init sends tap0 ("N" + fd) and the pty master ("T" + fd), then either an
+    // The init sends its taps ("N" + fd each) and the pty master ("T" + fd), then either an
     // error report or nothing: its exec closes the socket. A message carrying fds is
     // never merged with another by the kernel.
     let mut report = Vec::new();
     let mut pty_master = None;
-    let mut tap = None;
+    let mut taps = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match super::fdpass::recv_fds(parent_sock.as_fd(), &mut buf) {
@@ -202,7 +204,7 @@ pub fn launch(
                 let mut data = &buf[..n];
                 if let Some(fd) = fds.pop() {
                     if data.first() == Some(&b'N') {
-                        tap = Some(fd);
+                        taps.push(fd);
                     } else {
                         pty_master = Some(fd);
                     }
@@ -230,7 +232,7 @@ pub fn launch(
         userns,
         pty_master,
         netns,
-        tap,
+        taps,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod launch;
 mod launch_join;
 pub mod mount_flag;
 mod mounts;
+pub mod netconnect;
 pub mod networks;
 pub mod notify;
 mod process;

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{ContainerConfig, CreateOptions, NetworkMode, RuntimeError};
-use crate::storage::containers::{ContainerRecord, State};
+use crate::storage::containers::State;
 use crate::storage::networks::{AttachRequest, Attachment, DEFAULT_NETWORK};
 use crate::storage::Store;
 use crate::userns::IdMapping;
@@ -284,7 +284,17 @@ pub fn bridge_hosts(base: &str, hostname: &str, store: &Store, id: &str) -> Stri
         .filter(|l| !l.starts_with("127.0.1.1\t"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let own = store.container_networks(id).unwrap_or_default();
+    let mut own = store.container_networks(id).unwrap_or_default();
+    // In attach order (eth0's address first), as podman lists them.
+    if let Some(order) = store
+        .find_container(id)
+        .ok()
+        .and_then(|c| serde_json::from_str::<ContainerConfig>(&c.config).ok())
+        .and_then(|cfg| cfg.options.network)
+        .map(|n| network_names(&n))
+    {
+        own.sort_by_key(|a| order.iter().position(|n| *n == a.network.name));
+    }
     let name = own
         .first()
         .map(|a| a.member.name.clone())
@@ -429,80 +439,6 @@ fn owner_userns(ns: &OwnedFd, p: &Path) -> Result<OwnedFd, RuntimeError> {
         }
     }
     Ok(fd)
-}
-
-/// Records a stopped container's attachment to one more network (takes effect at its
-/// next start).
-pub fn connect(
-    store: &mut Store,
-    c: &ContainerRecord,
-    network: &str,
-    aliases: &[String],
-    ip: Option<Ipv4Addr>,
-) -> Result<(), RuntimeError> {
-    let mut cfg: ContainerConfig =
-        serde_json::from_str(&c.config).map_err(|e| RuntimeError::Bundle {
-            path: store.paths.container_dir(&c.id),
-            detail: e.to_string(),
-        })?;
-    if matches!(c.state, State::Running | State::Paused) {
-        return Err(bad("network connect", format!("container {} is running: skiff connects stopped or created containers only: stop it first", c.name)));
-    }
-    let raw = cfg.options.network.clone().unwrap_or_else(|| "none".into());
-    if NetworkMode::parse(&raw)? != NetworkMode::Bridge {
-        return Err(bad("network connect", format!("container {} uses network mode {raw}: only containers on user-defined networks can be connected to more", c.name)));
-    }
-    let mut names = network_names(&raw);
-    if names.iter().any(|n| n == network) {
-        return Err(bad(
-            "network connect",
-            format!(
-                "container {} is already connected to network {network}",
-                c.name
-            ),
-        ));
-    }
-    store.attach_networks(
-        &c.id,
-        &[AttachRequest {
-            network: network.to_string(),
-            aliases: aliases.to_vec(),
-            ip,
-        }],
-    )?;
-    names.push(network.to_string());
-    cfg.options.network = Some(names.join(","));
-    store.set_container_config(&c.id, &serde_json::to_string(&cfg).unwrap_or_default())?;
-    Ok(())
-}
-
-/// Takes a stopped container off a network.
-pub fn disconnect(
-    store: &mut Store,
-    c: &ContainerRecord,
-    network: &str,
-) -> Result<(), RuntimeError> {
-    let mut cfg: ContainerConfig =
-        serde_json::from_str(&c.config).map_err(|e| RuntimeError::Bundle {
-            path: store.paths.container_dir(&c.id),
-            detail: e.to_string(),
-        })?;
-    if matches!(c.state, State::Running | State::Paused) {
-        return Err(bad("network disconnect", format!("container {} is running: skiff disconnects stopped or created containers only: stop it first", c.name)));
-    }
-    let raw = cfg.options.network.clone().unwrap_or_default();
-    let names: Vec<String> = network_names(&raw)
-        .into_iter()
-        .filter(|n| n != network)
-        .collect();
-    store.detach_network(&c.id, network)?;
-    cfg.options.network = Some(if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(",")
-    });
-    store.set_container_config(&c.id, &serde_json::to_string(&cfg).unwrap_or_default())?;
-    Ok(())
 }
 
 /// Adjusts the generated /etc files for the network mode: a `container:` container

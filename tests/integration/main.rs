@@ -24,6 +24,7 @@ mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod multinet;
 mod netmembers;
 mod netstack;
 mod netuser;

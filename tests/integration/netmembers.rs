@@ -2,7 +2,7 @@
 //! monitor enforces it: a container cannot speak with another member's address or MAC
 //! (even with CAP_NET_ADMIN and CAP_NET_RAW), broadcast and multicast reach every
 //! other member of the network and nobody else (not the sender again, not another
-//! network), the MAC shown by inspect is the one on tap0 (and the one ARP gives for a
+//! network), the MAC shown by inspect is the one on eth0 (and the one ARP gives for a
 //! member), and the gateway's DNS: NXDOMAIN under dns.podman, names in any case, other
 //! record types answered empty without asking upstream, nothing at all with
 //! `network create --disable-dns`. UDP through `lantool` (tests/tools/lantool.rs), as
@@ -131,13 +131,13 @@ fn a_member_cannot_speak_with_another_members_address_or_mac() {
     // would be refused for the MAC already).
     let script = format!(
         "lantool send {peer}:7000 genuine && \
-         if arping -f -c 1 -w 2 -I tap0 {peer} >/dev/null; then echo arp-self=yes; fi; \
-         ip addr add {victim}/32 dev tap0 && \
+         if arping -f -c 1 -w 2 -I eth0 {peer} >/dev/null; then echo arp-self=yes; fi; \
+         ip addr add {victim}/32 dev eth0 && \
          lantool send {peer}:7000 forged-ip {victim} && \
-         if arping -f -c 1 -w 2 -I tap0 -s {victim} {peer} >/dev/null; then echo arp-victim=yes; fi; \
-         ip addr del {victim}/32 dev tap0 && \
-         ip link set tap0 address {victim_mac} && \
-         arp -i tap0 -s {peer} {peer_mac} && \
+         if arping -f -c 1 -w 2 -I eth0 -s {victim} {peer} >/dev/null; then echo arp-victim=yes; fi; \
+         ip addr del {victim}/32 dev eth0 && \
+         ip link set eth0 address {victim_mac} && \
+         arp -i eth0 -s {peer} {peer_mac} && \
          lantool send {peer}:7000 forged-mac && echo attacker-done"
     );
     let out = sh(
@@ -193,12 +193,12 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
     // Nothing comes back to the sender: its tap receives no frame while it sends (a
     // copy of its own would count; its kernel would then drop it as a martian).
     let script = format!(
-        "sleep 1; rx0=$(cat /sys/class/net/tap0/statistics/rx_packets); \
+        "sleep 1; rx0=$(cat /sys/class/net/eth0/statistics/rx_packets); \
          lantool send 255.255.255.255:7000 to-all && \
          lantool send {subnet_bcast}:7000 to-subnet && \
          lantool send 239.1.2.3:7000 to-group && sleep 1; \
-         echo echoed=$(( $(cat /sys/class/net/tap0/statistics/rx_packets) - rx0 )); \
-         ip -4 addr show tap0; lantool send {r1}:7000 size=65507"
+         echo echoed=$(( $(cat /sys/class/net/eth0/statistics/rx_packets) - rx0 )); \
+         ip -4 addr show eth0; lantool send {r1}:7000 size=65507"
     );
     let out = sh(&env, "bc", &[], img, &script);
     let own = out.stdout_str();
@@ -250,7 +250,7 @@ fn the_recorded_mac_is_on_tap0_and_in_arp_answers() {
     );
     let m1 = ip_of(&env, "m1", "macs");
     let m1_mac = attachment(&env, "m1", "macs", "MacAddress");
-    let own = ok(&env, &["exec", "m1", "cat", "/sys/class/net/tap0/address"]);
+    let own = ok(&env, &["exec", "m1", "cat", "/sys/class/net/eth0/address"]);
     assert_eq!(own, m1_mac);
     let id = ok(
         &env,
@@ -264,7 +264,7 @@ fn the_recorded_mac_is_on_tap0_and_in_arp_answers() {
             "sh",
             "-c",
             &format!(
-                "cat /sys/class/net/tap0/address; lantool send {m1}:9 x >/dev/null; \
+                "cat /sys/class/net/eth0/address; lantool send {m1}:9 x >/dev/null; \
                  for i in 1 2 3 4 5 6 7 8 9 10; do \
                  grep -q '^{m1} .* 0x2 ' /proc/net/arp && break; sleep 0.2; done; \
                  grep '^{m1} ' /proc/net/arp"
