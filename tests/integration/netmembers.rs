@@ -231,7 +231,7 @@ fn broadcast_and_multicast_reach_every_other_member_once() {
 }
 
 #[test]
-fn the_recorded_mac_is_on_tap0_and_in_arp_answers() {
+fn the_recorded_mac_is_on_eth0_and_in_arp_answers() {
     let (env, img) = setup(require!(TestEnv::try_rootless())).expect("image");
     ok(&env, &["network", "create", "macs"]);
     ok(
