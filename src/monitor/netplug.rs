@@ -103,15 +103,19 @@ pub fn start_networks(
     let Some(tap) = taps.into_iter().next() else {
         return Ok(());
     };
-    let allow_host_loopback = matches!(
-        crate::runtime::NetworkMode::parse(mode.unwrap_or(crate::runtime::DEFAULT_NETWORK)),
+    let (allow_host_loopback, enable_ipv6) = match crate::runtime::NetworkMode::parse(
+        mode.unwrap_or(crate::runtime::DEFAULT_NETWORK),
+    ) {
         Ok(crate::runtime::NetworkMode::Slirp4netns {
-            allow_host_loopback: true
-        })
-    );
+            allow_host_loopback,
+            enable_ipv6,
+        }) => (allow_host_loopback, enable_ipv6),
+        _ => (false, false),
+    };
     let opts = crate::network::stack::SlirpOptions::slirp(
         allow_host_loopback,
         crate::network::dns_upstream(),
+        enable_ipv6,
     );
     net.push(Link {
         stack: crate::network::stack::Stack::new(tap, opts, None)?,

@@ -1,10 +1,10 @@
 //! Frames on the TAP: parsing what the container sends (Ethernet, ARP, IPv4, TCP, UDP,
-//! ICMP) and writing headers for what goes back. Every frame starts with a 10-byte
+//! ICMP; IPv6 and NDP in frame6.rs) and writing headers for what goes back. Every frame starts with a 10-byte
 //! `virtio_net_hdr` (IFF_VNET_HDR); the ones we write ask the kernel to treat the TCP or
 //! UDP checksum as partial (VIRTIO_NET_HDR_F_NEEDS_CSUM), so no payload is ever summed
 //! in user space: the container's kernel delivers such frames locally as valid.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::tap::VNET_HDR;
 
@@ -12,8 +12,16 @@ pub const ETH: usize = 14;
 pub const IP: usize = 20;
 /// Where the IP header of a written frame starts.
 pub const IP_AT: usize = VNET_HDR + ETH;
-/// Where the L4 header of a written frame starts.
+/// Where the L4 header of a written IPv4 frame starts.
 pub const L4_AT: usize = IP_AT + IP;
+
+/// Where the L4 header of a written frame to or from `ip` starts.
+pub fn l4_at(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(_) => L4_AT,
+        IpAddr::V6(_) => super::frame6::L4_AT6,
+    }
+}
 /// The gateway's (our) MAC address, as slirp4netns uses.
 pub const GW_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 
@@ -211,13 +219,54 @@ pub fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u16 {
     fold(s)
 }
 
-/// Writes a TCP header (20 bytes plus `opts`) at L4_AT; returns the frame length.
+/// Writes vnet, Ethernet and IP headers (v4 or v6, as the addresses are) for `l4_len`
+/// bytes of protocol `proto`; returns where the L4 header starts.
+pub fn headers_ip(
+    buf: &mut [u8],
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4_len: usize,
+    csum_offset: Option<u16>,
+) -> usize {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            headers(buf, dst_mac, s, d, proto, l4_len, csum_offset);
+            L4_AT
+        }
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            super::frame6::headers6(buf, dst_mac, v6(s), v6(d), proto, l4_len, csum_offset, 64);
+            super::frame6::L4_AT6
+        }
+    }
+}
+
+/// The pseudo-header sum of either family (folded, not inverted).
+pub fn pseudo_ip(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u16 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo(s, d, proto, len),
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            super::frame6::pseudo6(v6(s), v6(d), proto, len)
+        }
+    }
+}
+
+/// Writes a TCP header (20 bytes plus `opts`) at `l4_at(src)`; returns the frame length.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_header(
     buf: &mut [u8],
     dst_mac: [u8; 6],
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
     seq: u32,
     ack: u32,
     flags: u8,
@@ -227,8 +276,8 @@ pub fn tcp_header(
 ) -> usize {
     let hl = 20 + opts.len();
     let l4 = hl + payload_len;
-    headers(buf, dst_mac, src.0, dst.0, PROTO_TCP, l4, Some(16));
-    let t = &mut buf[L4_AT..L4_AT + hl];
+    let at = headers_ip(buf, dst_mac, src.0, dst.0, PROTO_TCP, l4, Some(16));
+    let t = &mut buf[at..at + hl];
     t[0..2].copy_from_slice(&src.1.to_be_bytes());
     t[2..4].copy_from_slice(&dst.1.to_be_bytes());
     t[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -236,29 +285,30 @@ pub fn tcp_header(
     t[12] = ((hl / 4) as u8) << 4;
     t[13] = flags;
     t[14..16].copy_from_slice(&window.to_be_bytes());
-    t[16..18].copy_from_slice(&pseudo(src.0, dst.0, PROTO_TCP, l4).to_be_bytes());
+    t[16..18].copy_from_slice(&pseudo_ip(src.0, dst.0, PROTO_TCP, l4).to_be_bytes());
     t[18..20].fill(0);
     t[20..].copy_from_slice(opts);
-    L4_AT + l4
+    at + l4
 }
 
-/// Writes a UDP header at L4_AT for a payload already at L4_AT + 8; returns the frame
-/// length.
-pub fn udp_header(
+/// Writes a UDP header at `l4_at(src)` for a payload already 8 bytes after it; returns
+/// the frame length.
+pub fn udp_header<A: Into<IpAddr>>(
     buf: &mut [u8],
     dst_mac: [u8; 6],
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
+    src: (A, u16),
+    dst: (A, u16),
     payload_len: usize,
 ) -> usize {
+    let (s, d) = (src.0.into(), dst.0.into());
     let l4 = 8 + payload_len;
-    headers(buf, dst_mac, src.0, dst.0, PROTO_UDP, l4, Some(6));
-    let u = &mut buf[L4_AT..L4_AT + 8];
+    let at = headers_ip(buf, dst_mac, s, d, PROTO_UDP, l4, Some(6));
+    let u = &mut buf[at..at + 8];
     u[0..2].copy_from_slice(&src.1.to_be_bytes());
     u[2..4].copy_from_slice(&dst.1.to_be_bytes());
     u[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-    u[6..8].copy_from_slice(&pseudo(src.0, dst.0, PROTO_UDP, l4).to_be_bytes());
-    L4_AT + l4
+    u[6..8].copy_from_slice(&pseudo_ip(s, d, PROTO_UDP, l4).to_be_bytes());
+    at + l4
 }
 
 /// Writes an ICMP message (`icmp` = type, code, rest of header and data, checksum field
@@ -327,8 +377,8 @@ mod tests {
         let n = tcp_header(
             &mut b,
             [1; 6],
-            (Ipv4Addr::new(1, 2, 3, 4), 5),
-            (Ipv4Addr::new(5, 6, 7, 8), 9),
+            (Ipv4Addr::new(1, 2, 3, 4).into(), 5),
+            (Ipv4Addr::new(5, 6, 7, 8).into(), 9),
             7,
             8,
             SYN | ACK,

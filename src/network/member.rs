@@ -186,6 +186,7 @@ pub fn start(
         gateway: m.gateway,
         dns: m.gateway,
         internal: m.internal,
+        ipv6: None,
     };
     let mut stack = Stack::new(tap_fd, opts, Some(peers)).map_err(|detail| MemberError::Stack {
         network: m.network.clone(),

@@ -6,6 +6,7 @@
 pub mod connector;
 mod dns;
 mod frame;
+mod frame6;
 pub mod hotplug;
 mod lan;
 mod listen;
@@ -16,7 +17,9 @@ pub mod relay;
 mod relay_conn;
 mod relay_udp;
 pub mod stack;
+mod stack6;
 pub mod tap;
+pub mod tap6;
 mod tcp;
 mod udp;
 

@@ -14,7 +14,7 @@
 //! frames and sends one ACK per connection after the batch.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -50,11 +50,17 @@ pub struct SlirpOptions {
     pub dns: Ipv4Addr,
     /// No way out (`network create --internal`): only the link's own addresses.
     pub internal: bool,
+    /// IPv6 on the link (fd00::/64), served when the container has it (stack6.rs).
+    pub ipv6: Option<super::tap6::Link6>,
 }
 
 impl SlirpOptions {
     /// `--network slirp4netns[:allow_host_loopback=...]`.
-    pub fn slirp(allow_host_loopback: bool, dns_upstream: Option<SocketAddr>) -> SlirpOptions {
+    pub fn slirp(
+        allow_host_loopback: bool,
+        dns_upstream: Option<SocketAddr>,
+        ipv6: bool,
+    ) -> SlirpOptions {
         SlirpOptions {
             allow_host_loopback,
             dns_upstream,
@@ -62,6 +68,7 @@ impl SlirpOptions {
             gateway: tap::GATEWAY_IP,
             dns: tap::DNS_IP,
             internal: false,
+            ipv6: ipv6.then_some(super::tap6::SLIRP6),
         }
     }
 
@@ -118,6 +125,14 @@ pub struct Stack {
     rto_tick: Option<Instant>,
     /// When to close idle UDP flows (only while there are flows).
     sweep_at: Option<Instant>,
+}
+
+/// Where a destination of either family maps to on the host; None: refused.
+pub(super) fn map_dest_ip(opts: &SlirpOptions, dst: IpAddr, port: u16) -> Option<SocketAddr> {
+    match dst {
+        IpAddr::V4(d) => map_dest(opts, d, port),
+        IpAddr::V6(d) => super::stack6::map_dest6(opts, d, port),
+    }
 }
 
 /// Where a destination the container sees maps to on the host; None: refused.
@@ -307,12 +322,15 @@ impl Stack {
                     return;
                 };
                 match p.proto {
-                    frame::PROTO_TCP => tcp::guest_segment(self, &p),
+                    frame::PROTO_TCP => {
+                        tcp::guest_segment(self, p.src.into(), p.dst.into(), p.payload)
+                    }
                     frame::PROTO_UDP => udp::guest_datagram(self, &p),
                     frame::PROTO_ICMP => udp::guest_icmp(self, &p),
                     _ => {}
                 }
             }
+            super::frame6::ETHERTYPE => self.frame6(src_mac, payload),
             _ => {}
         }
     }

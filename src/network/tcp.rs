@@ -7,7 +7,7 @@
 //! container acknowledges it; a retransmission is a rewind of the peek offset. Memory
 //! per connection is a few words: the kernel holds the bytes in flight.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,9 @@ use nix::errno::Errno;
 use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
-use super::frame::{self, Ipv4Pkt, TcpSeg, ACK, FIN, L4_AT, PSH, RST, SYN};
+use super::frame::{self, TcpSeg, ACK, FIN, PSH, RST, SYN};
 use super::relay::key;
-use super::stack::{map_dest, register, Out, Stack, K_TCP};
+use super::stack::{map_dest_ip, register, Out, Stack, K_TCP};
 use super::tap;
 
 mod sock;
@@ -27,17 +27,26 @@ use sock::{discard, drain, set_peek_off, shutdown_host, take, window};
 pub(super) const MAX_CONNS: usize = 4096;
 /// Our window scale towards the container (windows up to 8 MiB).
 const OUR_WS: u8 = 7;
-/// The largest segment the tap carries.
+/// The largest segment the tap carries (IPv4; IPv6 headers take 20 bytes more).
 const MSS_MAX: u32 = tap::MTU - 40;
+
+/// The largest segment for a connection with `peer`.
+fn mss_max(peer: IpAddr) -> u32 {
+    match peer {
+        IpAddr::V4(_) => MSS_MAX,
+        IpAddr::V6(_) => MSS_MAX - 20,
+    }
+}
 /// Unacknowledged data older than this is sent again (the link is a memory copy: only
 /// a full queue loses frames).
 const RTO: Duration = Duration::from_millis(200);
 
-/// A connection as the container sees it: (its address, port), (peer address, port).
+/// A connection as the container sees it: (its address, port), (peer address, port),
+/// of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct TcpKey {
-    guest: (Ipv4Addr, u16),
-    peer: (Ipv4Addr, u16),
+    guest: (IpAddr, u16),
+    peer: (IpAddr, u16),
 }
 
 pub(super) struct TcpConn {
@@ -76,14 +85,14 @@ pub(super) struct TcpConn {
     due: bool,
 }
 
-/// A segment from the container.
-pub(super) fn guest_segment(st: &mut Stack, p: &Ipv4Pkt) {
-    let Some(seg) = frame::tcp(p.payload) else {
+/// A segment from the container (`src` → `dst`, either family).
+pub(super) fn guest_segment(st: &mut Stack, src: IpAddr, dst: IpAddr, payload: &[u8]) {
+    let Some(seg) = frame::tcp(payload) else {
         return;
     };
     let k = TcpKey {
-        guest: (p.src, seg.sport),
-        peer: (p.dst, seg.dport),
+        guest: (src, seg.sport),
+        peer: (dst, seg.dport),
     };
     if let Some(&idx) = st.tcp_index.get(&k) {
         segment(st, idx, &seg);
@@ -133,7 +142,7 @@ fn isn(k: &TcpKey) -> u32 {
 /// A SYN: connect to where the destination maps on the host; the SYN-ACK waits for the
 /// connect, so a refusal reaches the container as a reset.
 fn open(st: &mut Stack, k: TcpKey, seg: &TcpSeg) {
-    let Some(addr) = map_dest(&st.opts, k.peer.0, k.peer.1) else {
+    let Some(addr) = map_dest_ip(&st.opts, k.peer.0, k.peer.1) else {
         tracing::debug!(dst = %k.peer.0, port = k.peer.1, "tcp: destination refused");
         reset_unknown(&mut st.out, k, seg);
         return;
@@ -190,7 +199,7 @@ fn open(st: &mut Stack, k: TcpKey, seg: &TcpSeg) {
         snd_wnd: u32::from(seg.window),
         ws_guest,
         ws_ours,
-        mss: u32::from(seg.mss.unwrap_or(536)).clamp(64, MSS_MAX),
+        mss: u32::from(seg.mss.unwrap_or(536)).clamp(64, mss_max(k.peer.0)),
         fin_sent: false,
         fin_acked: false,
         rto_at: None,
@@ -321,7 +330,7 @@ fn rewind(c: &mut TcpConn) {
 }
 
 fn syn_ack(c: &mut TcpConn, out: &mut Out) {
-    let mss = (MSS_MAX as u16).to_be_bytes();
+    let mss = (mss_max(c.key.peer.0) as u16).to_be_bytes();
     let opts_ws = [2, 4, mss[0], mss[1], 1, 3, 3, OUR_WS];
     let opts = if c.ws_ours > 0 {
         &opts_ws[..]
@@ -508,8 +517,8 @@ fn pump(c: &mut TcpConn, out: &mut Out) -> (bool, bool) {
         if room == 0 {
             break;
         }
-        let n = room.min(c.mss).min(MSS_MAX) as usize;
-        let at = L4_AT + 20;
+        let n = room.min(c.mss).min(mss_max(c.key.peer.0)) as usize;
+        let at = frame::l4_at(c.key.peer.0) + 20;
         // SAFETY: recv writes at most n bytes into the buffer at `at`, which has room
         // for a whole segment (BUF is sized for the MTU).
         let r = unsafe {

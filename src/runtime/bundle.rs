@@ -310,6 +310,7 @@ mod tests {
         let mut g = gen(&[], &[], &[]);
         g.network = NetworkMode::Slirp4netns {
             allow_host_loopback: false,
+            enable_ipv6: true,
         };
         let host = "nameserver 127.0.0.53\nsearch corp.example\n";
         assert_eq!(

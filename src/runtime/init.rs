@@ -230,9 +230,14 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
                     .map_err(|e| Fail::engine(format!("passing {name} to the monitor: {e}")))?;
                 i += 1;
             }
-        } else if tap.is_some() {
+        } else if let Some(how) = tap {
             let fd = crate::network::tap::create(Some(&crate::network::tap::SLIRP))
                 .map_err(Fail::engine)?;
+            // "v6": slirp4netns's IPv6 too (the host had it at create).
+            if how == "v6" {
+                crate::network::tap6::configure6(&crate::network::tap6::SLIRP6)
+                    .map_err(Fail::engine)?;
+            }
             super::fdpass::send_fds(a.sock.as_fd(), b"N", &[fd.as_raw_fd()])
                 .map_err(|e| Fail::engine(format!("passing tap0 to the monitor: {e}")))?;
         }

@@ -101,7 +101,11 @@ pub enum NetworkMode {
     Bridge,
     /// Its own network namespace with tap0, served by the monitor's user-mode network
     /// (src/network/stack.rs), as podman's slirp4netns.
-    Slirp4netns { allow_host_loopback: bool },
+    /// `enable_ipv6` (podman's default: true) adds fd00::/64 where the host has IPv6.
+    Slirp4netns {
+        allow_host_loopback: bool,
+        enable_ipv6: bool,
+    },
 }
 
 impl NetworkMode {
@@ -111,20 +115,23 @@ impl NetworkMode {
             detail,
         };
         if let ("slirp4netns", opts) = s.split_once(':').unwrap_or((s, "")) {
-            let mut allow_host_loopback = false;
+            let (mut allow_host_loopback, mut enable_ipv6) = (false, true);
             for o in opts.split(',').filter(|o| !o.is_empty()) {
-                allow_host_loopback = match o {
-                    "allow_host_loopback=true" => true,
-                    "allow_host_loopback=false" => false,
+                match o {
+                    "allow_host_loopback=true" => allow_host_loopback = true,
+                    "allow_host_loopback=false" => allow_host_loopback = false,
+                    "enable_ipv6=true" => enable_ipv6 = true,
+                    "enable_ipv6=false" => enable_ipv6 = false,
                     _ => {
                         return Err(bad(format!(
-                        "unsupported slirp4netns option {o:?}: use allow_host_loopback=true|false"
+                        "unsupported slirp4netns option {o:?}: use allow_host_loopback=true|false or enable_ipv6=true|false"
                     )))
                     }
                 };
             }
             return Ok(NetworkMode::Slirp4netns {
                 allow_host_loopback,
+                enable_ipv6,
             });
         }
         match s {

@@ -399,8 +399,11 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
         ann.insert(INIT_ANNOTATION.to_string(), "true".to_string());
     }
     match inp.network {
-        NetworkMode::Slirp4netns { .. } => {
-            ann.insert(TAP_ANNOTATION.to_string(), "true".to_string());
+        NetworkMode::Slirp4netns { enable_ipv6, .. } => {
+            // "v6": the init adds fd00::/64 too (where the host has IPv6 at create).
+            let v6 = enable_ipv6 && crate::network::tap6::host_has_ipv6();
+            let how = if v6 { "v6" } else { "true" };
+            ann.insert(TAP_ANNOTATION.to_string(), how.to_string());
         }
         NetworkMode::Bridge => {
             ann.insert(TAP_ANNOTATION.to_string(), "bare".to_string());

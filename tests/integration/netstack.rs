@@ -295,7 +295,14 @@ fn half_close_and_resets_reach_the_peer() {
 /// A DNS server answering every A query with 192.0.2.7 (and nothing for others);
 /// counts the queries it saw.
 pub(crate) fn dns_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    dns_server_on("127.0.0.1:0")
+}
+
+/// [`dns_server`] bound to `bind` (`[::1]:0` for an IPv6 resolver).
+pub(crate) fn dns_server_on(
+    bind: &str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let s = UdpSocket::bind(bind).expect("bind");
     let port = s.local_addr().expect("addr").port();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = seen.clone();
@@ -627,6 +634,7 @@ fn bad_network_options_are_refused_and_change_nothing() {
     assert_eq!(snapshot(&env), before);
 }
 
+mod ipv6;
 mod members;
 mod udp;
 

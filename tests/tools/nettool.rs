@@ -3,6 +3,7 @@
 //! crates) and on the host. Not part of skiff.
 //!
 //! Servers (inside the container):
+//!   (a server's PORT may be ADDR:PORT, e.g. [::1]:PORT)
 //!   echo-sum PORT [nofile] echo one connection back while checksumming it; at EOF print
 //!                          `bytes=N sum=HEX` to stdout and (without nofile) to
 //!                          /tmp/echo-sum, then close
@@ -117,8 +118,14 @@ fn num(s: &str) -> u64 {
         .unwrap_or_else(|_| die(&format!("not a number: {s}")))
 }
 
+/// PORT (all IPv4 addresses) or ADDR:PORT (`[::1]:PORT` for IPv6).
 fn listen(port: &str) -> TcpListener {
-    TcpListener::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| die(&format!("bind: {e}")))
+    let at = if port.contains(':') {
+        port.to_string()
+    } else {
+        format!("0.0.0.0:{port}")
+    };
+    TcpListener::bind(at).unwrap_or_else(|e| die(&format!("bind: {e}")))
 }
 
 fn main() {
@@ -444,7 +451,8 @@ fn fetch(addr: &str, bytes: u64) {
 }
 
 fn udp_ask(addr: &str, msg: &str) {
-    let s = UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let any = if addr.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
+    let s = UdpSocket::bind(any).unwrap_or_else(|e| die(&format!("bind: {e}")));
     s.connect(addr)
         .unwrap_or_else(|e| die(&format!("connect {addr}: {e}")));
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
