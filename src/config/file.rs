@@ -395,19 +395,20 @@ pub fn load(
             }
         }
         if let Some(n) = c.network.as_ref().and_then(|n| n.default.as_ref()) {
-            check(
-                path,
-                "network.default",
-                n,
-                &[
-                    "slirp4netns",
-                    "slirp4netns:allow_host_loopback=true",
-                    "slirp4netns:allow_host_loopback=false",
-                    "none",
-                    "host",
-                ],
-                "use \"slirp4netns[:allow_host_loopback=true]\", \"none\" or \"host\"",
-            )?;
+            // slirp4netns with any of its options (allow_host_loopback, enable_ipv6).
+            let slirp = matches!(
+                crate::runtime::NetworkMode::parse(n),
+                Ok(crate::runtime::NetworkMode::Slirp4netns { .. })
+            );
+            if !slirp {
+                check(
+                    path,
+                    "network.default",
+                    n,
+                    &["none", "host"],
+                    "use \"slirp4netns[:allow_host_loopback=true][,enable_ipv6=false]\", \"none\" or \"host\"",
+                )?;
+            }
             s.network = Setting {
                 value: n.clone(),
                 source: from(),

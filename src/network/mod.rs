@@ -87,7 +87,6 @@ pub fn dns_upstream() -> Option<std::net::SocketAddr> {
         (w.next() == Some("nameserver"))
             .then(|| w.next().and_then(parse))
             .flatten()
-            .filter(|a| a.is_ipv4())
     })
 }
 
