@@ -144,6 +144,7 @@ pub fn icmp6(
 }
 
 /// True if the ICMPv6 message in `p` carries a correct checksum.
+#[cfg(test)]
 pub fn icmp6_valid(p: &Ipv6Pkt) -> bool {
     let pseudo = pseudo6(p.src, p.dst, PROTO_ICMPV6, p.payload.len());
     fold(sum(p.payload, u64::from(pseudo))) == 0xffff
@@ -232,7 +233,10 @@ mod tests {
         let p = strip(&b, n);
         assert_eq!((p.src, p.dst, p.proto, p.hop_limit), (GW, GUEST, 6, 64));
         let t = frame::tcp(p.payload).expect("tcp");
-        assert_eq!((t.sport, t.dport, t.seq, t.mss), (80, 4000, 7, Some(0xffb4)));
+        assert_eq!(
+            (t.sport, t.dport, t.seq, t.mss),
+            (80, 4000, 7, Some(0xffb4))
+        );
         // virtio: NEEDS_CSUM, csum_start at the TCP header (after Ethernet + IPv6),
         // csum_offset 16; the field holds the pseudo-header sum, so summing the
         // segment completes it the way the kernel will.
@@ -264,7 +268,14 @@ mod tests {
         m.extend_from_slice(&target.octets());
         m.extend_from_slice(&[1, 1, 2, 2, 2, 2, 2, 2]);
         let mut b = vec![0u8; 256];
-        let n = icmp6(&mut b, GW_MAC, src, "ff02::1:ff00:2".parse().unwrap(), &m, hops);
+        let n = icmp6(
+            &mut b,
+            GW_MAC,
+            src,
+            "ff02::1:ff00:2".parse().unwrap(),
+            &m,
+            hops,
+        );
         b[IP_AT..n].to_vec()
     }
 
@@ -303,7 +314,10 @@ mod tests {
         p[41] = 0;
         p[48] = 143; // an MLDv2 report's type
         let pk = ipv6(&p).unwrap();
-        assert_eq!((pk.proto, pk.payload.len(), pk.payload[0]), (PROTO_ICMPV6, 4, 143));
+        assert_eq!(
+            (pk.proto, pk.payload.len(), pk.payload[0]),
+            (PROTO_ICMPV6, 4, 143)
+        );
         p[40] = 44;
         assert!(ipv6(&p).is_none(), "a fragment header");
         // A length beyond the frame, a short header, IPv4.

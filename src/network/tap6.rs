@@ -39,7 +39,9 @@ pub const SLIRP6: Link6 = Link6 {
 impl Link6 {
     /// On the container's link (its prefix).
     pub fn on_link(&self, ip: Ipv6Addr) -> bool {
-        let m = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+        let m = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix_len))
+            .unwrap_or(0);
         u128::from(ip) & m == u128::from(self.guest) & m
     }
 }

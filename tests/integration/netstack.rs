@@ -299,9 +299,7 @@ pub(crate) fn dns_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsiz
 }
 
 /// [`dns_server`] bound to `bind` (`[::1]:0` for an IPv6 resolver).
-pub(crate) fn dns_server_on(
-    bind: &str,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) fn dns_server_on(bind: &str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let s = UdpSocket::bind(bind).expect("bind");
     let port = s.local_addr().expect("addr").port();
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

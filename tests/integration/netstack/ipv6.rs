@@ -59,7 +59,11 @@ fn the_container_side_of_the_ipv6_link() {
         out.describe()
     );
     assert!(!text.contains("tentative"), "{}", out.describe());
-    assert!(text.contains("default via fd00::2 dev tap0"), "{}", out.describe());
+    assert!(
+        text.contains("default via fd00::2 dev tap0"),
+        "{}",
+        out.describe()
+    );
     assert!(text.contains("fd00::/64 dev tap0"), "{}", out.describe());
     // As podman: resolv.conf names the IPv4 forwarder only (fd00::3 answers too).
     assert!(text.contains("nameserver 10.0.2.3"), "{}", out.describe());
@@ -140,11 +144,7 @@ fn the_host_sees_the_connection_from_its_ipv6_loopback() {
     );
     out.success();
     server.join().expect("server");
-    assert!(
-        out.stdout_str().contains("hello ::1"),
-        "{}",
-        out.describe()
-    );
+    assert!(out.stdout_str().contains("hello ::1"), "{}", out.describe());
 }
 
 #[test]
@@ -180,9 +180,8 @@ fn fd00_2_is_refused_without_allow_host_loopback() {
     let u = UdpSocket::bind("[::1]:0").expect("udp bind");
     let uport = u.local_addr().expect("addr").port();
     u.set_nonblocking(true).expect("nonblocking");
-    let script = format!(
-        "nettool conns [fd00::2]:{tport} 1; nettool udp-ask [fd00::2]:{uport} x; true"
-    );
+    let script =
+        format!("nettool conns [fd00::2]:{tport} 1; nettool udp-ask [fd00::2]:{uport} x; true");
     let out = run(&env, &[], img, &script);
     out.success();
     assert_eq!(
@@ -196,7 +195,10 @@ fn fd00_2_is_refused_without_allow_host_loopback() {
         "the host server saw a connection"
     );
     let mut b = [0u8; 8];
-    assert!(u.recv_from(&mut b).is_err(), "the host UDP server got a datagram");
+    assert!(
+        u.recv_from(&mut b).is_err(),
+        "the host UDP server got a datagram"
+    );
 }
 
 #[test]
@@ -217,7 +219,11 @@ fn dns_at_fd00_3_is_relayed_to_either_family() {
         env.set_env("SKIFF_DNS_UPSTREAM", &up);
         let out = run(&env, &[], img, "nslookup whoami.skiff.test fd00::3");
         out.success();
-        assert!(out.stdout_str().contains("192.0.2.7"), "{up}\n{}", out.describe());
+        assert!(
+            out.stdout_str().contains("192.0.2.7"),
+            "{up}\n{}",
+            out.describe()
+        );
         assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0, "{up}");
     }
 }
@@ -253,10 +259,15 @@ fn a_published_port_answers_on_the_hosts_ipv6_loopback() {
         });
         match got {
             Ok(r) if r.contains(crate::ports::fixture::PAGE.trim()) => break r,
-            _ if t0.elapsed() > Duration::from_secs(20) => panic!("no page on [::1]:{port}: {got:?}"),
+            _ if t0.elapsed() > Duration::from_secs(20) => {
+                panic!("no page on [::1]:{port}: {got:?}")
+            }
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     };
-    assert!(page.starts_with("HTTP/1.") && page.contains(" 200 "), "{page}");
+    assert!(
+        page.starts_with("HTTP/1.") && page.contains(" 200 "),
+        "{page}"
+    );
     env.run(&["rm", "-f", &id]).success();
 }
