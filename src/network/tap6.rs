@@ -97,22 +97,28 @@ fn in6(a: Ipv6Addr) -> libc::in6_addr {
     }
 }
 
-/// Gives tap0 (already up) `link`'s address and the default route via its gateway. A
-/// kernel without IPv6 (no /proc/sys/net/ipv6) is left as it is. Errors are one line.
-pub fn configure6(link: &Link6) -> Result<(), String> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    // No duplicate address detection: the address would stay "tentative" (unusable)
-    // for a second, and the monitor is the only other end of the link.
-    let dad = format!("/proc/sys/net/ipv6/conf/{NAME}/accept_dad");
+/// Before tap0 exists, in the container's fresh network namespace: no duplicate
+/// address detection for interfaces created from now on (addresses would stay
+/// "tentative", unusable, for a second; the monitor is the only other end of the
+/// link). False if the kernel has no IPv6 (no /proc/sys/net/ipv6): then tap0 stays
+/// IPv4 only.
+pub fn prepare() -> Result<bool, String> {
+    let dad = "/proc/sys/net/ipv6/conf/default/accept_dad";
     tracing::debug!(path = dad, "write 0");
-    match std::fs::write(&dad, "0") {
-        Ok(()) => {}
+    match std::fs::write(dad, "0") {
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::debug!("no IPv6 in this kernel: tap0 stays IPv4 only");
-            return Ok(());
+            Ok(false)
         }
-        Err(e) => return Err(format!("configuring {NAME}: writing {dad}: {e}")),
+        Err(e) => Err(format!("preparing IPv6 for {NAME}: writing {dad}: {e}")),
     }
+}
+
+/// Gives tap0 (already up, created after [`prepare`]) `link`'s address and the
+/// default route via its gateway. Errors are one line.
+pub fn configure6(link: &Link6) -> Result<(), String> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     let s = socket(
         AddressFamily::Inet6,
         SockType::Datagram,

@@ -231,10 +231,11 @@ fn setup_and_exec(a: &InitArgs) -> Result<Never, Fail> {
                 i += 1;
             }
         } else if let Some(how) = tap {
+            // "v6": slirp4netns's IPv6 too (the host had it at create).
+            let v6 = how == "v6" && crate::network::tap6::prepare().map_err(Fail::engine)?;
             let fd = crate::network::tap::create(Some(&crate::network::tap::SLIRP))
                 .map_err(Fail::engine)?;
-            // "v6": slirp4netns's IPv6 too (the host had it at create).
-            if how == "v6" {
+            if v6 {
                 crate::network::tap6::configure6(&crate::network::tap6::SLIRP6)
                     .map_err(Fail::engine)?;
             }

@@ -52,7 +52,8 @@ fn the_container_side_of_the_ipv6_link() {
     );
     out.success();
     let text = out.stdout_str();
-    // A fixed address, usable at once (no DAD: not "tentative").
+    // A fixed address, usable at once (no DAD: nothing "tentative", the link-local
+    // address included).
     assert!(
         text.contains("inet6 fd00::100/64 scope global"),
         "{}",
