@@ -22,7 +22,7 @@
 //! flow with no traffic either way for the idle timeout is closed.
 
 use std::io::IoSliceMut;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -34,9 +34,11 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage,
 };
 
-use super::frame::{self, Ipv4Pkt, L4_AT, PROTO_UDP};
+use super::frame::{self, Ipv4Pkt, PROTO_UDP};
+use super::frame6::{self, Ipv6Pkt};
 use super::relay::key;
-use super::stack::{map_dest, register, SlirpOptions, Stack, K_UDP};
+use super::stack::{map_dest_ip, register, SlirpOptions, Stack, K_UDP};
+use super::stack6::{dns_of, is_ours, port_unreachable, Pkt};
 
 /// Host sockets for UDP, DNS and echo together; the least recently used goes when a
 /// new one needs room.
@@ -96,23 +98,13 @@ fn idle(kind: Kind) -> Duration {
 /// container can answer it at that address; None for a source it could not address
 /// (loopback without allow_host_loopback, its own link, anything when --internal).
 pub(super) fn guest_source(opts: &SlirpOptions, from: SocketAddr) -> Option<SocketAddr> {
-    let SocketAddr::V4(a) = from else {
-        return None;
+    let ip = match from.ip() {
+        IpAddr::V4(a) if a == Ipv4Addr::LOCALHOST => opts.gateway.into(),
+        IpAddr::V6(a) if a == Ipv6Addr::LOCALHOST => opts.ipv6?.gateway.into(),
+        ip => ip,
     };
-    let ip = if *a.ip() == Ipv4Addr::LOCALHOST {
-        opts.gateway
-    } else {
-        *a.ip()
-    };
-    (map_dest(opts, ip, a.port()) == Some(from))
-        .then_some(SocketAddr::new(IpAddr::V4(ip), a.port()))
-}
-
-fn v4(a: SocketAddr) -> Option<(Ipv4Addr, u16)> {
-    match a {
-        SocketAddr::V4(a) => Some((*a.ip(), a.port())),
-        SocketAddr::V6(_) => None,
-    }
+    let from = SocketAddr::new(from.ip(), from.port());
+    (map_dest_ip(opts, ip, from.port()) == Some(from)).then_some(SocketAddr::new(ip, from.port()))
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -124,17 +116,26 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 
 /// A UDP datagram from the container.
 pub(super) fn guest_datagram(st: &mut Stack, p: &Ipv4Pkt) {
-    let Some((sport, dport, data)) = frame::udp(p.payload) else {
+    datagram(st, Pkt::V4(p));
+}
+
+/// A UDP datagram from the container over IPv6.
+pub(super) fn guest_datagram6(st: &mut Stack, p: &Ipv6Pkt) {
+    datagram(st, Pkt::V6(p));
+}
+
+fn datagram(st: &mut Stack, p: Pkt) {
+    let Some((sport, dport, data)) = frame::udp(p.payload()) else {
         return;
     };
-    let guest = SocketAddr::new(IpAddr::V4(p.src), sport);
-    if p.dst == st.opts.dns && dport == 53 {
+    let guest = SocketAddr::new(p.src(), sport);
+    if Some(p.dst()) == dns_of(&st.opts, p.dst()) && dport == 53 {
         dns_query(st, p, guest, data);
         return;
     }
-    let Some(to) = map_dest(&st.opts, p.dst, dport) else {
-        if p.dst == st.opts.gateway || p.dst == st.opts.dns {
-            st.icmp_unreachable(p, 3);
+    let Some(to) = map_dest_ip(&st.opts, p.dst(), dport) else {
+        if is_ours(&st.opts, p.dst()) {
+            port_unreachable(st, p);
         }
         return;
     };
@@ -160,35 +161,35 @@ pub(super) fn guest_datagram(st: &mut Stack, p: &Ipv4Pkt) {
 }
 
 /// A query to the DNS address: answered for a user network's members, else relayed.
-fn dns_query(st: &mut Stack, p: &Ipv4Pkt, guest: SocketAddr, data: &[u8]) {
+fn dns_query(st: &mut Stack, p: Pkt, guest: SocketAddr, data: &[u8]) {
     if let Some(answer) = st.peers.as_mut().and_then(|x| x.dns_answer(data)) {
-        let at = L4_AT + 8;
+        let at = frame::l4_at(p.src()) + 8;
         st.out.buf[at..at + answer.len()].copy_from_slice(&answer);
         let n = frame::udp_header(
             &mut st.out.buf,
             st.out.mac,
-            (st.opts.dns, 53),
-            (p.src, guest.port()),
+            (p.dst(), 53),
+            (p.src(), guest.port()),
             answer.len(),
         );
         st.out.send(n);
         return;
     }
     let Some(to) = st.opts.dns_upstream else {
-        st.icmp_unreachable(p, 3);
+        port_unreachable(st, p);
         return;
     };
     let k = FlowKey {
         kind: Kind::Dns,
         guest,
-        peer: Some(SocketAddr::new(IpAddr::V4(st.opts.dns), 53)),
+        peer: Some(SocketAddr::new(p.dst(), 53)),
     };
     let Some(fd) = flow(st, k, to, None) else {
         return;
     };
     match nix::sys::socket::send(fd, data, MsgFlags::MSG_DONTWAIT) {
         Ok(_) => {}
-        Err(Errno::ECONNREFUSED) => st.icmp_unreachable(p, 3),
+        Err(Errno::ECONNREFUSED) => port_unreachable(st, p),
         Err(e) => tracing::debug!(error = %e, "dns: send upstream"),
     }
 }
@@ -206,16 +207,28 @@ pub(super) fn guest_icmp(st: &mut Stack, p: &Ipv4Pkt) {
         st.out.send(n);
         return;
     }
+    echo(st, Pkt::V4(p), SockProtocol::Icmp);
+}
+
+/// An ICMPv6 echo request from the container to an address other than ours.
+pub(super) fn guest_echo6(st: &mut Stack, p: &Ipv6Pkt) {
+    echo(st, Pkt::V6(p), SockProtocol::IcmpV6);
+}
+
+/// Echo through an unprivileged ping socket (net.ipv4.ping_group_range covers both
+/// families).
+fn echo(st: &mut Stack, p: Pkt, proto: SockProtocol) {
+    let m = p.payload();
     let id = u16::from_be_bytes([m[4], m[5]]);
-    let Some(to) = map_dest(&st.opts, p.dst, 0) else {
+    let Some(to) = map_dest_ip(&st.opts, p.dst(), 0) else {
         return;
     };
     let k = FlowKey {
         kind: Kind::Echo,
-        guest: SocketAddr::new(IpAddr::V4(p.src), id),
-        peer: Some(SocketAddr::new(IpAddr::V4(p.dst), 0)),
+        guest: SocketAddr::new(p.src(), id),
+        peer: Some(SocketAddr::new(p.dst(), 0)),
     };
-    let Some(fd) = flow(st, k, to, Some(SockProtocol::Icmp)) else {
+    let Some(fd) = flow(st, k, to, Some(proto)) else {
         return;
     };
     // The kernel sets the identifier (the socket's "port") and the checksum.
@@ -331,10 +344,10 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
     if k.kind == Kind::Udp && flags.contains(EpollFlags::EPOLLERR) {
         queued_errors(st, k, fd);
     }
-    let at = L4_AT + 8;
+    let at = frame::l4_at(k.guest.ip()) + 8;
     for _ in 0..BATCH {
         let got = recvfrom::<SockaddrStorage>(fd, &mut st.out.buf[at..]);
-        match (got, k.kind, k.peer.and_then(v4)) {
+        match (got, k.kind, k.peer) {
             (Ok((n, from)), Kind::Udp, _) => {
                 let src = from.as_ref().and_then(to_std);
                 let Some(src) = src.and_then(|a| guest_source(&st.opts, a)) else {
@@ -347,22 +360,35 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
                 to_guest(st, src, k.guest, n);
             }
             (Ok((n, _)), Kind::Dns, Some(peer)) => {
-                to_guest(st, SocketAddr::from(peer), k.guest, n);
+                to_guest(st, peer, k.guest, n);
             }
-            (Ok((n, _)), Kind::Echo, Some((peer, _))) => {
-                let (Some((guest, id)), true) = (v4(k.guest), n >= 8 && st.out.buf[at] == 0) else {
-                    continue;
+            (Ok((n, _)), Kind::Echo, Some(peer)) => {
+                let reply = match k.guest {
+                    SocketAddr::V4(_) => 0,
+                    SocketAddr::V6(_) => frame6::ECHO_REPLY,
                 };
+                if n < 8 || st.out.buf[at] != reply {
+                    continue;
+                }
                 let mut m = st.out.buf[at..at + n].to_vec();
-                m[4..6].copy_from_slice(&id.to_be_bytes());
-                let len = frame::icmp(&mut st.out.buf, st.out.mac, peer, guest, &m);
+                m[4..6].copy_from_slice(&k.guest.port().to_be_bytes());
+                let len = match (peer.ip(), k.guest.ip()) {
+                    (IpAddr::V4(from), IpAddr::V4(to)) => {
+                        frame::icmp(&mut st.out.buf, st.out.mac, from, to, &m)
+                    }
+                    (IpAddr::V6(from), IpAddr::V6(to)) => {
+                        frame6::icmp6(&mut st.out.buf, st.out.mac, from, to, &m, 64)
+                    }
+                    _ => continue,
+                };
                 st.out.send(len);
             }
             (Ok(_), _, _) | (Err(Errno::EAGAIN), _, _) => break,
             // The error queue (a mapping) already answered it.
             (Err(Errno::ECONNREFUSED), Kind::Udp, _) => continue,
             (Err(Errno::ECONNREFUSED), Kind::Dns, Some(peer)) => {
-                unreachable_for(st, k.guest, SocketAddr::from(peer), 3);
+                let code = if peer.is_ipv4() { 3 } else { 4 };
+                unreachable_for(st, k.guest, peer, code);
                 break;
             }
             (Err(e), _, _) => {
@@ -373,12 +399,19 @@ pub(super) fn host_event(st: &mut Stack, idx: usize, generation: u32, flags: Epo
     }
 }
 
-/// Writes the UDP datagram of `n` bytes already at L4_AT + 8 to the container.
+/// Writes the UDP datagram of `n` bytes already 8 bytes after `l4_at(guest)` to the
+/// container.
 fn to_guest(st: &mut Stack, src: SocketAddr, guest: SocketAddr, n: usize) {
-    let (Some(src), Some(dst)) = (v4(src), v4(guest)) else {
+    if src.is_ipv4() != guest.is_ipv4() {
         return;
-    };
-    let len = frame::udp_header(&mut st.out.buf, st.out.mac, src, dst, n);
+    }
+    let len = frame::udp_header(
+        &mut st.out.buf,
+        st.out.mac,
+        (src.ip(), src.port()),
+        (guest.ip(), guest.port()),
+        n,
+    );
     st.out.send(len);
 }
 
@@ -397,6 +430,12 @@ fn queued_errors(st: &mut Stack, k: FlowKey, fd: RawFd) {
                     c.find_map(|c| match c {
                         ControlMessageOwned::Ipv4RecvErr(e, _) => {
                             Some((e.ee_origin, e.ee_type, e.ee_code))
+                        }
+                        // As ICMP's: destination unreachable.
+                        ControlMessageOwned::Ipv6RecvErr(e, _)
+                            if e.ee_origin == libc::SO_EE_ORIGIN_ICMP6 && e.ee_type == 1 =>
+                        {
+                            Some((libc::SO_EE_ORIGIN_ICMP, 3, e.ee_code))
                         }
                         _ => None,
                     })
@@ -419,8 +458,25 @@ fn queued_errors(st: &mut Stack, k: FlowKey, fd: RawFd) {
 /// ICMP destination unreachable (`code`) for a datagram from `guest` to `peer` (as the
 /// container addressed it).
 fn unreachable_for(st: &mut Stack, guest: SocketAddr, peer: SocketAddr, code: u8) {
-    let (Some(guest), Some(peer)) = (v4(guest), v4(peer)) else {
-        return;
+    let (guest, peer) = match (guest, peer) {
+        (SocketAddr::V4(g), SocketAddr::V4(p)) => ((*g.ip(), g.port()), (*p.ip(), p.port())),
+        (SocketAddr::V6(g), SocketAddr::V6(p)) => {
+            let mut pkt = [0u8; 48];
+            pkt[0] = 0x60;
+            pkt[4..6].copy_from_slice(&8u16.to_be_bytes());
+            pkt[6] = PROTO_UDP;
+            pkt[7] = 64;
+            pkt[8..24].copy_from_slice(&g.ip().octets());
+            pkt[24..40].copy_from_slice(&p.ip().octets());
+            pkt[40..42].copy_from_slice(&g.port().to_be_bytes());
+            pkt[42..44].copy_from_slice(&p.port().to_be_bytes());
+            pkt[44..46].copy_from_slice(&8u16.to_be_bytes());
+            if let Some(p) = frame6::ipv6(&pkt) {
+                st.icmp6_unreachable(&p, code);
+            }
+            return;
+        }
+        _ => return,
     };
     let mut pkt = [0u8; 28];
     pkt[0] = 0x45;
@@ -466,12 +522,12 @@ mod tests {
 
     #[test]
     fn host_loopback_appears_as_the_gateway_only_when_allowed() {
-        let open = SlirpOptions::slirp(true, None);
+        let open = SlirpOptions::slirp(true, None, false);
         assert_eq!(
             guest_source(&open, sa("127.0.0.1:4000")),
             Some(sa("10.0.2.2:4000"))
         );
-        let closed = SlirpOptions::slirp(false, None);
+        let closed = SlirpOptions::slirp(false, None, false);
         assert_eq!(guest_source(&closed, sa("127.0.0.1:4000")), None);
         // Other loopback addresses have no address in the container.
         assert_eq!(guest_source(&open, sa("127.0.0.2:4000")), None);
@@ -479,7 +535,7 @@ mod tests {
 
     #[test]
     fn other_sources_keep_their_address_unless_unreachable() {
-        let o = SlirpOptions::slirp(false, None);
+        let o = SlirpOptions::slirp(false, None, false);
         assert_eq!(
             guest_source(&o, sa("192.0.2.9:53")),
             Some(sa("192.0.2.9:53"))
@@ -488,7 +544,7 @@ mod tests {
         assert_eq!(guest_source(&o, sa("10.0.2.7:53")), None);
         assert_eq!(guest_source(&o, sa("255.255.255.255:53")), None);
         assert_eq!(guest_source(&o, sa("[2001:db8::1]:53")), None);
-        let mut internal = SlirpOptions::slirp(true, None);
+        let mut internal = SlirpOptions::slirp(true, None, false);
         internal.internal = true;
         assert_eq!(guest_source(&internal, sa("192.0.2.9:53")), None);
     }
