@@ -103,15 +103,14 @@ pub fn start_networks(
     let Some(tap) = taps.into_iter().next() else {
         return Ok(());
     };
-    let (allow_host_loopback, enable_ipv6) = match crate::runtime::NetworkMode::parse(
-        mode.unwrap_or(crate::runtime::DEFAULT_NETWORK),
-    ) {
-        Ok(crate::runtime::NetworkMode::Slirp4netns {
-            allow_host_loopback,
-            enable_ipv6,
-        }) => (allow_host_loopback, enable_ipv6),
-        _ => (false, false),
-    };
+    let (allow_host_loopback, enable_ipv6) =
+        match crate::runtime::NetworkMode::parse(mode.unwrap_or(crate::runtime::DEFAULT_NETWORK)) {
+            Ok(crate::runtime::NetworkMode::Slirp4netns {
+                allow_host_loopback,
+                enable_ipv6,
+            }) => (allow_host_loopback, enable_ipv6),
+            _ => (false, false),
+        };
     let opts = crate::network::stack::SlirpOptions::slirp(
         allow_host_loopback,
         crate::network::dns_upstream(),
