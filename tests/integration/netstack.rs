@@ -529,7 +529,7 @@ fn a_flooding_container_starves_nothing_and_the_monitor_stays_small() {
     // A UDP flood and a bulk TCP upload at once, and short connections in between.
     let script = format!(
         "nettool udp-flood 10.0.2.2:{uport} 6 >/dev/null & \
-         nettool send 10.0.2.2:{sink} 1000000000 >/dev/null 2>&1 & \
+         nettool send 10.0.2.2:{sink} 300000000 >/dev/null 2>&1 & \
          sleep 1; nettool conns 10.0.2.2:{sink} 50; wait"
     );
     let id = env
