@@ -53,8 +53,8 @@ pub struct CreateFlags {
     /// Mount a tmpfs: CONTAINER-DIR[:OPTIONS]
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Network mode: slirp4netns[:allow_host_loopback=true] (default), none, host,
-    /// container:NAME, ns:PATH, or user-defined network
+    /// Network mode: slirp4netns[:allow_host_loopback=BOOL,enable_ipv6=BOOL] (default),
+    /// none, host, container:NAME, ns:PATH, or user-defined network
     /// names (repeatable, or comma-separated)
     #[arg(long, alias = "net")]
     pub network: Vec<String>,
