@@ -13,6 +13,7 @@ use super::image::user_mapping;
 use super::{Ctx, Exit};
 use crate::image::compose::{self, NewImage};
 use crate::runtime::export::{self, ArchiveRequest};
+use crate::runtime::export_mapped::container_mapping;
 use crate::runtime::join::Target;
 use crate::storage::containers::{ContainerRecord, State};
 use crate::storage::layer_build::{LayerCompression, LayerWriter};
@@ -141,6 +142,7 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<i32> {
             ArchiveRequest::Stopped {
                 name: c.name.clone(),
                 bundle: ctx.paths.container_dir(&c.id),
+                mapping: container_mapping(ctx.paths.rootless, &ctx.paths.container_dir(&c.id)),
             },
             user_mapping(ctx)?,
         ),
@@ -192,6 +194,7 @@ pub fn commit(ctx: &Ctx, a: CommitArgs) -> anyhow::Result<i32> {
         name: c.name.clone(),
         upper: layout.upper.clone(),
         trusted: !ctx.paths.rootless,
+        mapping: container_mapping(ctx.paths.rootless, &ctx.paths.container_dir(&c.id)),
     };
     // Collection must not take the new blob before the image names it.
     let _gc = FileLock::gc(&ctx.paths, false)?;

@@ -31,6 +31,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::{RootfsError, RootfsLayout};
 use crate::config::Paths;
+use crate::userns::IdMapping;
 
 /// Set to 1 to make root containers with a user namespace copy the layers for their
 /// mapping instead of using idmapped mounts (for comparison and tests).
@@ -162,25 +163,47 @@ pub fn mount_rootfs(
         tracing::debug!(path = %ns_path, "setns(CLONE_NEWNS)");
         nix::sched::setns(mnt_ns.as_fd(), CloneFlags::CLONE_NEWNS)
             .map_err(|e| format!("entering the container's mount namespace: {e}"))?;
-        nix::unistd::chdir(&layout.layers_dir)
-            .map_err(|e| format!("{}: {e}", layout.layers_dir.display()))?;
-        let mut done: Vec<&str> = Vec::new();
-        for l in &layout.lower {
-            if done.contains(&l.as_str()) {
-                continue;
-            }
-            let p = Path::new(l);
-            let tree = idmapped_clone(p, userns.as_fd())
-                .map_err(|(call, e)| format!("{call} on layer {l}: {e}"))?;
-            attach(tree.as_fd(), p).map_err(|(call, e)| format!("{call} on layer {l}: {e}"))?;
-            done.push(l);
-        }
+        idmap_lowers(layout, userns.as_fd())?;
         layout.mount(target).map_err(|e| e.to_string())
     });
     res.map_err(|detail| RootfsError::Idmap {
         target: target.to_path_buf(),
         detail,
     })
+}
+
+/// Lays an idmapped clone of each of `layout`'s lower layers over that layer's own
+/// directory, in the caller's mount namespace (which must be private: the container's,
+/// or a throwaway one), and leaves the working directory at the layers directory so
+/// the relative lowerdir names resolve to the clones.
+pub fn idmap_lowers(layout: &RootfsLayout, userns: BorrowedFd) -> Result<(), String> {
+    nix::unistd::chdir(&layout.layers_dir)
+        .map_err(|e| format!("{}: {e}", layout.layers_dir.display()))?;
+    let mut done: Vec<&str> = Vec::new();
+    for l in &layout.lower {
+        if done.contains(&l.as_str()) {
+            continue;
+        }
+        let p = Path::new(l);
+        let tree =
+            idmapped_clone(p, userns).map_err(|(call, e)| format!("{call} on layer {l}: {e}"))?;
+        attach(tree.as_fd(), p).map_err(|(call, e)| format!("{call} on layer {l}: {e}"))?;
+        done.push(l);
+    }
+    Ok(())
+}
+
+/// A detached, read-only clone of `dir` whose owners are shifted through `userns`;
+/// never attached anywhere, so it vanishes when the fd is closed.
+pub fn idmapped_view(dir: &Path, userns: BorrowedFd) -> Result<OwnedFd, String> {
+    idmapped_clone(dir, userns).map_err(|(call, e)| format!("{call} on {}: {e}", dir.display()))
+}
+
+/// A user namespace with the ID mapping `m`, held by an fd after its only process has
+/// exited (so no helper process outlives the call). Needs root: the maps are written
+/// directly. Safe from a multi-threaded process, as [`probe`] is.
+pub fn userns_for(m: &IdMapping) -> Result<OwnedFd, String> {
+    userns_with(Some(m))
 }
 
 /// Whether root containers with a user namespace use idmapped layers here: not with
@@ -241,6 +264,12 @@ pub fn probe(dir: &Path) -> Result<(), String> {
 
 /// A user namespace mapping 0 to 65534, held by an fd after its only process exits.
 fn throwaway_userns() -> Result<OwnedFd, String> {
+    userns_with(None)
+}
+
+/// A user namespace with mapping `m` (None: 0 to 65534), held by an fd after its only
+/// process exits.
+fn userns_with(m: Option<&IdMapping>) -> Result<OwnedFd, String> {
     let (go_rd, go_wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (ready_rd, ready_wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     tracing::debug!("fork a process for a throwaway user namespace");
@@ -272,10 +301,15 @@ fn throwaway_userns() -> Result<OwnedFd, String> {
         if n != 1 || b[0] != b'U' {
             return Err("unshare(CLONE_NEWUSER) failed".to_string());
         }
-        for f in ["uid_map", "gid_map"] {
-            let p = format!("/proc/{}/{f}", child.as_raw());
-            tracing::debug!(path = %p, "write id map");
-            std::fs::write(&p, "0 65534 1\n").map_err(|e| format!("{p}: {e}"))?;
+        match m {
+            Some(m) => m.apply(child.as_raw()).map_err(|e| e.to_string())?,
+            None => {
+                for f in ["uid_map", "gid_map"] {
+                    let p = format!("/proc/{}/{f}", child.as_raw());
+                    tracing::debug!(path = %p, "write id map");
+                    std::fs::write(&p, "0 65534 1\n").map_err(|e| format!("{p}: {e}"))?;
+                }
+            }
         }
         let p = format!("/proc/{}/ns/user", child.as_raw());
         tracing::debug!(path = %p, "open namespace");

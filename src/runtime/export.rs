@@ -8,6 +8,8 @@
 //!   dir and image layers as a read-only overlay (no work dir is touched) and walk that.
 //! - Diff (commit): in a fresh user namespace read the upper dir itself; owners are seen
 //!   as the container sees them and overlay whiteouts become OCI whiteouts.
+//! - Root containers with a user namespace (the helper runs as host root): see
+//!   [`super::export_mapped`] for how their owners come out as the container's.
 //!
 //! Protocol: the CLI sends one JSON [`ArchiveRequest`] line on the sync socket; the
 //! helper streams the tar on stdout, closes it, and answers `ok` or the error text.
@@ -25,6 +27,7 @@ use super::exec::read_line;
 use super::join::{self, Target};
 use crate::storage::archive::{write_tree, TreeMode};
 use crate::storage::unpack::OverlayXattrs;
+use crate::userns::IdMapping;
 
 /// What to archive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,11 +39,17 @@ pub enum ArchiveRequest {
     Stopped {
         name: String,
         bundle: PathBuf,
+        /// The container's own mapping when the helper runs as host root (see
+        /// [`super::export_mapped`]).
+        #[serde(default)]
+        mapping: Option<IdMapping>,
     },
     Diff {
         name: String,
         upper: PathBuf,
         trusted: bool,
+        #[serde(default)]
+        mapping: Option<IdMapping>,
     },
 }
 
@@ -87,9 +96,19 @@ fn run(req: &ArchiveRequest) -> Result<(), String> {
         ArchiveRequest::Running { name, target } => {
             (running_root(name, *target)?, TreeMode::Export)
         }
-        ArchiveRequest::Stopped { bundle, .. } => (stopped_root(bundle)?, TreeMode::Export),
-        ArchiveRequest::Diff { upper, trusted, .. } => {
-            let fd = open_dir(upper)?;
+        ArchiveRequest::Stopped {
+            bundle, mapping, ..
+        } => (stopped_root(bundle, mapping.as_ref())?, TreeMode::Export),
+        ArchiveRequest::Diff {
+            upper,
+            trusted,
+            mapping,
+            ..
+        } => {
+            let fd = match mapping {
+                Some(m) => super::export_mapped::shifted_upper(upper, m)?,
+                None => open_dir(upper)?,
+            };
             let x = if *trusted {
                 OverlayXattrs::Trusted
             } else {
@@ -151,8 +170,11 @@ fn running_root(name: &str, t: Target) -> Result<OwnedFd, String> {
     .map_err(|e| format!("opening its root: {e}"))
 }
 
-/// A read-only overlay of the container's upper dir over its image layers.
-fn stopped_root(bundle: &Path) -> Result<OwnedFd, String> {
+/// A read-only overlay of the container's upper dir over its image layers. With the
+/// container's `mapping` (host root), seen from a user namespace with that mapping.
+fn stopped_root(bundle: &Path, mapping: Option<&IdMapping>) -> Result<OwnedFd, String> {
+    // Made before any mount: its process is forked and gone when this returns.
+    let userns = mapping.map(super::export_mapped::userns).transpose()?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
     mount(
@@ -165,12 +187,6 @@ fn stopped_root(bundle: &Path) -> Result<OwnedFd, String> {
     .map_err(|e| format!("making / private: {e}"))?;
     let spec = super::bundle::load_spec(bundle).map_err(|e| e.to_string())?;
     let layout = super::bundle::load_layout(bundle).map_err(|e| e.to_string())?;
-    if layout.idmapped {
-        // Its lower layers are the host's, shown with the container's IDs only through
-        // idmapped mounts, which this helper (inside the container's user namespace)
-        // cannot make: mounted here they would show the wrong owners.
-        return Err("the container is stopped and its layers are idmapped (root with a user namespace): start it and export or commit while it runs, or create it with SKIFF_NO_IDMAP=1 to copy its layers".into());
-    }
     let target = super::spec::rootfs_path(bundle, &spec);
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     let mut lower: Vec<String> = Vec::new();
@@ -185,6 +201,14 @@ fn stopped_root(bundle: &Path) -> Result<OwnedFd, String> {
             ));
         }
         lower.push(l.clone());
+    }
+    match (&userns, layout.idmapped) {
+        // The host's layers, shifted as the monitor shifts them for the running container.
+        (Some(ns), true) => super::export_mapped::idmap_lowers(&layout, ns)?,
+        (None, true) => {
+            return Err("its layers are idmapped but it has no ID mapping in its config.json: recreate the container".into())
+        }
+        _ => {}
     }
     nix::unistd::chdir(&layout.layers_dir)
         .map_err(|e| format!("{}: {e}", layout.layers_dir.display()))?;
@@ -214,7 +238,11 @@ fn stopped_root(bundle: &Path) -> Result<OwnedFd, String> {
         )
         .map_err(|e| format!("mounting its root filesystem: {e}"))?;
     }
-    open_dir(&target)
+    let root = open_dir(&target)?;
+    if let Some(ns) = &userns {
+        super::export_mapped::enter(ns)?;
+    }
+    Ok(root)
 }
 
 /// Parent side: starts the helper with `stdout` as its stdout, sends the request, and

@@ -10,6 +10,7 @@ pub mod cp;
 pub mod create;
 pub mod exec;
 pub mod export;
+pub mod export_mapped;
 pub mod fdpass;
 mod init;
 pub mod join;

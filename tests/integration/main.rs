@@ -18,6 +18,7 @@ mod faults;
 mod formats;
 mod foundation;
 mod hostile_corpus;
+mod idmap_export;
 mod idmap_rootful;
 mod images_store;
 mod images_transfer;
