@@ -154,6 +154,27 @@ fn report(e: &anyhow::Error) -> i32 {
     code
 }
 
+/// What to tell a docker user who calls a command skiff does not have.
+fn missing_command(cmd: &str) -> Option<String> {
+    match cmd {
+        "build" | "buildx" | "builder" => Some(format!(
+            "skiff cannot build images (`{cmd}` is not implemented): build with \
+             `podman build` or `buildah bud`, then `podman save IMAGE | skiff load` \
+             or push it to a registry and `skiff pull` it"
+        )),
+        "stats" => Some(
+            if !runtime::cgroup::unified() && !nix::unistd::geteuid().is_root() {
+                "stats is not supported in rootless mode without cgroups v2: \
+                 this host has cgroup v1, where a rootless container gets no cgroup of its own"
+            } else {
+                "skiff has no `stats` command yet: use `skiff top CONTAINER` for its processes"
+            }
+            .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 /// Prints a command-line error the way podman does (`Error: unknown flag: --x`, one line
 /// plus a hint) and returns 125; help and version go to stdout with 0.
 fn usage_error(e: &clap::Error) -> i32 {
@@ -183,10 +204,23 @@ fn usage_error(e: &clap::Error) -> i32 {
                 ctx(ContextKind::InvalidArg).unwrap_or_default()
             )
         }
-        ErrorKind::InvalidSubcommand => format!(
-            "unrecognized command `skiff {}`",
-            ctx(ContextKind::InvalidSubcommand).unwrap_or_default()
-        ),
+        ErrorKind::InvalidSubcommand => {
+            let cmd = ctx(ContextKind::InvalidSubcommand).unwrap_or_default();
+            // Scripts written for docker call these: say what to do instead of only
+            // "unrecognized" (no hint line: the one-line error is the whole answer).
+            if let Some(msg) = missing_command(&cmd) {
+                eprintln!("Error: {msg}");
+                return 125;
+            }
+            format!("unrecognized command `skiff {cmd}`")
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let missing = match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::Strings(v)) => v.join(", "),
+                _ => String::new(),
+            };
+            format!("missing required argument {missing}")
+        }
         _ => {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");

@@ -53,6 +53,9 @@ pub struct CreateFlags {
     /// Mount a tmpfs: CONTAINER-DIR[:OPTIONS]
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Size of /dev/shm, e.g. 256m (default 64m)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Network mode: slirp4netns[:allow_host_loopback=BOOL,enable_ipv6=BOOL] (default),
     /// none, host, container:NAME, ns:PATH, or user-defined network
     /// names (repeatable, or comma-separated)
@@ -307,6 +310,7 @@ fn create_inner(ctx: &Ctx, f: CreateFlags) -> anyhow::Result<(Store, ContainerRe
         read_only: f.read_only,
         read_only_tmpfs: f.read_only_tmpfs,
         tmpfs: f.tmpfs,
+        shm_size: f.shm_size,
         network: super::network::join_network_flags(&f.network)?
             .or_else(|| ctx.settings.default_network()),
         network_aliases: f.network_alias,

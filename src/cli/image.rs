@@ -36,6 +36,12 @@ pub struct ImagesArgs {
     /// Filter output: dangling=, label=, reference=, before=, since=, id=
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Show all images (skiff keeps no intermediate images: the same list; for docker scripts)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show the manifest digest of each image
+    #[arg(long)]
+    pub digests: bool,
     /// Show images with this repository name only
     pub repository: Option<String>,
 }
@@ -195,16 +201,20 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> anyhow::Result<i32> {
             i.id[..12].to_string()
         };
         for (repo, tag) in display_names(i) {
-            rows.push(vec![
-                repo,
-                tag,
-                id.clone(),
-                created.clone(),
-                human_size(i.size),
-            ]);
+            let mut row = vec![repo, tag];
+            if a.digests {
+                row.push(i.manifest_digest.clone());
+            }
+            row.extend([id.clone(), created.clone(), human_size(i.size)]);
+            rows.push(row);
         }
     }
-    table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    let header: &[&str] = if a.digests {
+        &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
+    } else {
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    };
+    table(header, &rows);
     Ok(0)
 }
 
@@ -222,6 +232,10 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> anyhow::Result<i32> {
     for input in &a.images {
         let img = match find_local(&store, input) {
             Ok(i) => i,
+            // As podman: `rmi -f` of an image that is not there is not an error.
+            Err(crate::image::ImageError::Storage(
+                crate::storage::StorageError::ImageNotKnown(_),
+            )) if a.force => continue,
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;

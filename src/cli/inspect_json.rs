@@ -233,7 +233,7 @@ pub fn container_json(ctx: &Ctx, c: &ContainerRecord) -> Value {
             "Tmpfs": tmpfs_map(&o.tmpfs),
             "UTSMode": "private",
             "UsernsMode": userns_mode,
-            "ShmSize": 65536000,
+            "ShmSize": o.shm_size.as_deref().and_then(crate::runtime::mount_flag::parse_size).unwrap_or(65536000),
             "Runtime": "oci",
             "ConsoleSize": [0, 0],
             "Isolation": "",

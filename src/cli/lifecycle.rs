@@ -378,29 +378,70 @@ pub fn attach(ctx: &Ctx, a: AttachArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// Parses --since/--until: RFC 3339, unix seconds, or a duration back from now.
+/// Parses --since/--until as podman and docker do: RFC 3339, a date and time without
+/// a zone (local time: `2024-01-02`, `2024-01-02T15:04:05`), unix seconds, or a Go
+/// duration back from now (`10m`, `1h30m`, `1.5h`).
 fn parse_time_arg(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid time {s:?}: use RFC 3339, unix seconds or a duration like 10m");
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(d.timestamp_nanos_opt().unwrap_or(0));
     }
     if let Ok(secs) = s.parse::<f64>() {
         return Ok((secs * 1e9) as i64);
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| {
-        format!("invalid time {s:?}: use RFC 3339, unix seconds or a duration like 10m")
-    })?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(format!(
-                "invalid time {s:?}: use RFC 3339, unix seconds or a duration like 10m"
-            ))
-        }
-    };
-    Ok(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - secs * 1_000_000_000)
+    if let Some(t) = local_time(s) {
+        return Ok(t);
+    }
+    let secs = go_duration(s).ok_or_else(bad)?;
+    Ok(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - (secs * 1e9) as i64)
+}
+
+/// A date, or date and time, with no zone, in local time (podman's ParseInputTime).
+fn local_time(s: &str) -> Option<i64> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(&format!("{s}:00"), "%Y-%m-%dT%H:%M").ok()
+        })
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .and_then(|t| t.timestamp_nanos_opt())
+}
+
+/// Seconds in a Go duration: one or more `<number><unit>`, units h m s ms us µs ns.
+fn go_duration(s: &str) -> Option<f64> {
+    let mut rest = s;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    (!s.is_empty()).then_some(total)
 }
 
 fn print_lines(

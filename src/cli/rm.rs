@@ -26,8 +26,10 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> anyhow::Result<i32> {
     for name in &names {
         let c = match store.find_container(name) {
             Ok(c) => c,
-            // With --all, a container that removed itself meanwhile (--rm) is not an error.
+            // With --all, a container that removed itself meanwhile (--rm) is not an error;
+            // nor, as in podman, a missing one with --force (`rm -f name || true` scripts).
             Err(_) if a.all || a.ignore => continue,
+            Err(crate::storage::StorageError::NoSuchContainer(_)) if a.force => continue,
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;

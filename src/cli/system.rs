@@ -88,6 +88,10 @@ pub fn version(_ctx: &Ctx, a: VersionArgs) -> anyhow::Result<i32> {
     if let Format::Json = format {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if let Format::Template { .. } = format {
+        // `version -f '{{.Server.Version}}'` is how docker scripts check the engine is
+        // there; with no daemon the engine is this binary, as podman answers too.
+        let mut v = v;
+        v["Server"] = v["Client"].clone();
         print!(
             "{}",
             format
@@ -115,6 +119,8 @@ pub fn info(ctx: &Ctx, a: InfoArgs) -> anyhow::Result<i32> {
     let v = serde_json::json!({
         "host": {
             "arch": crate::image::host_platform().1,
+            "os": "linux",
+            "hostname": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             "kernel": kernel,
             "cgroupVersion": cgroup,
             "security": { "rootless": ctx.paths.rootless },

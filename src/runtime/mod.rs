@@ -174,6 +174,8 @@ pub struct CreateOptions {
     /// default: true).
     pub read_only_tmpfs: Option<bool>,
     pub tmpfs: Vec<String>,
+    /// `--shm-size`: size of the container's /dev/shm (default 64m).
+    pub shm_size: Option<String>,
     pub network: Option<String>,
     /// `--network-alias` values (user-defined networks only).
     pub network_aliases: Vec<String>,

@@ -125,10 +125,27 @@ pub fn volume_mount(
     mount(dest, "bind", &src.display().to_string(), &o)
 }
 
+/// The /dev/shm tmpfs size option for `--shm-size` (podman's and docker's default 64m).
+fn shm_size_option(flag: Option<&str>) -> Result<String, RuntimeError> {
+    let Some(raw) = flag else {
+        return Ok("size=65536k".into());
+    };
+    match super::mount_flag::parse_size(raw) {
+        Some(bytes) if bytes > 0 => Ok(format!("size={bytes}")),
+        _ => Err(RuntimeError::BadFlag {
+            flag: "--shm-size",
+            detail: format!(
+                "invalid size {raw:?}: give a number of bytes greater than 0 with an optional unit (b, k, m, g), e.g. 256m"
+            ),
+        }),
+    }
+}
+
 /// The spec's mounts, in order, and the container paths to chown to the container's
 /// user at start (`:U`).
 pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeError> {
     let opts = inp.opts;
+    let shm_size = shm_size_option(opts.shm_size.as_deref())?;
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -160,7 +177,7 @@ pub fn mounts(inp: &SpecInputs) -> Result<(Vec<Mount>, Vec<String>), RuntimeErro
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         ),
     ];
     match inp.network {

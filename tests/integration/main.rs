@@ -12,6 +12,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod compat;
 mod docs;
 mod escape;
 mod faults;
