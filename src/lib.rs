@@ -47,7 +47,7 @@ pub fn main() -> ! {
         }
     }
     cli::complete_from_env();
-    let args = match cli::Cli::try_parse_from(generator_args()) {
+    let args = match cli::Cli::try_parse_from(cli::normalize_bool_flags(generator_args())) {
         Ok(a) => a,
         Err(e) => std::process::exit(usage_error(&e)),
     };

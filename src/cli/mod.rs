@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive), one file per command family. Each command
 //! parses, calls into the engine modules, and prints; no engine logic lives here.
 
+mod boolflags;
 mod cidfile;
 mod commit;
 mod container;
@@ -32,6 +33,7 @@ mod top;
 mod transfer;
 mod volume;
 
+pub use boolflags::normalize as normalize_bool_flags;
 pub use docs::complete_from_env;
 
 use std::path::PathBuf;

@@ -65,7 +65,13 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                             })?;
                         a.swap_remove(i)
                     }
-                    (Value::Object(mut m), Value::String(s)) => m.remove(s).unwrap_or(Value::Null),
+                    // Go's index yields the map's zero value for a missing key: "" for
+                    // podman's string maps (Labels, Annotations), so `[ -z "$(...)" ]` works.
+                    (Value::Object(mut m), Value::String(s)) => match m.remove(s) {
+                        Some(v) => v,
+                        None if m.values().all(Value::is_string) => Value::String(String::new()),
+                        None => Value::Null,
+                    },
                     (Value::Null, _) => {
                         return Err("error calling index: index of untyped nil".into())
                     }

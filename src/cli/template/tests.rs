@@ -130,6 +130,8 @@ fn functions() {
     let d = data();
     assert_eq!(ok("{{index .Names 1}}", &d), "db");
     assert_eq!(ok("{{index .Labels \"tier\"}}", &d), "front");
+    // A missing key of a string map is Go's zero value, "", not <no value>.
+    assert_eq!(ok("{{index .Labels \"nope\"}}", &d), "");
     assert_eq!(ok("{{(index .Mounts 1).Source}}", &d), "/b");
     assert_eq!(ok("{{join .Names \",\"}}", &d), "web,db");
     assert_eq!(
