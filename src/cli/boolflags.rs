@@ -44,9 +44,7 @@ pub fn normalize(args: Vec<OsString>) -> Vec<OsString> {
                 None => (body, None),
             };
             let arg = cur.get_arguments().find(|x| {
-                x.get_long() == Some(name)
-                    || x.get_all_aliases()
-                        .is_some_and(|v| v.iter().any(|al| *al == name))
+                x.get_long() == Some(name) || x.get_all_aliases().is_some_and(|v| v.contains(&name))
             });
             match (arg, value) {
                 (Some(x), Some(v)) if is_switch(x) => {
