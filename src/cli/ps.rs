@@ -30,6 +30,12 @@ pub struct PsArgs {
     /// containers that match)
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Show only the latest created container, in any state (`ps -lq` in docker scripts)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Show the N latest created containers, in any state
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
 }
 
 const FILTERS: &[&str] = &["name", "status", "label", "ancestor", "id", "exited"];
@@ -129,13 +135,20 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
     for c in store.containers()? {
         let c = refresh(&mut store, c)?;
         let shown = if filters.is_empty() {
-            a.all || matches!(c.state, State::Running | State::Paused)
+            a.all
+                || a.latest
+                || a.last.is_some()
+                || matches!(c.state, State::Running | State::Paused)
         } else {
             matches(&filters, &c)
         };
         if shown {
             list.push(c);
         }
+    }
+    if let Some(n) = a.last.or(a.latest.then_some(1)) {
+        list.sort_by(|x, y| y.created.cmp(&x.created));
+        list.truncate(n);
     }
     let id = |c: &ContainerRecord| {
         if a.no_trunc {

@@ -313,3 +313,30 @@ fn inspect_index_missing_label_is_empty() {
     assert_eq!(f("plain", "{{index .Config.Labels \"app\"}}"), "");
     assert_eq!(f("plain", "[{{index .Config.Labels \"app\"}}]"), "[]");
 }
+
+/// `docker ps -lq` / `ps -n 2`: the latest created containers, whatever their state.
+#[test]
+fn ps_latest_and_last() {
+    let fx = require!(images::try_fixtures());
+    let env = require!(TestEnv::try_rootless());
+    let bb = &fx.busybox.reference;
+    pull(&env, bb);
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let out = env.run(&["create", "--name", name, bb, "true"]);
+        out.success();
+        ids.push(out.stdout_trim());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    env.run(&["start", "-a", "two"]).success();
+    let q = |args: &[&str]| {
+        let out = env.run(args);
+        out.success();
+        out.stdout_trim()
+    };
+    assert_eq!(q(&["ps", "-lq", "--no-trunc"]), ids[2]);
+    assert_eq!(q(&["ps", "--latest", "--format", "{{.Names}}"]), "three");
+    assert_eq!(q(&["ps", "-n", "2", "--format", "{{.Names}}"]), "three\ntwo");
+    assert_eq!(q(&["ps", "--last", "5", "-q"]).lines().count(), 3);
+    assert_eq!(q(&["ps", "-q"]), "");
+}
