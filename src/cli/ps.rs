@@ -147,7 +147,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> anyhow::Result<i32> {
         }
     }
     if let Some(n) = a.last.or(a.latest.then_some(1)) {
-        list.sort_by(|x, y| y.created.cmp(&x.created));
+        list.sort_by_key(|c| std::cmp::Reverse(c.created));
         list.truncate(n);
     }
     let id = |c: &ContainerRecord| {

@@ -336,7 +336,10 @@ fn ps_latest_and_last() {
     };
     assert_eq!(q(&["ps", "-lq", "--no-trunc"]), ids[2]);
     assert_eq!(q(&["ps", "--latest", "--format", "{{.Names}}"]), "three");
-    assert_eq!(q(&["ps", "-n", "2", "--format", "{{.Names}}"]), "three\ntwo");
+    assert_eq!(
+        q(&["ps", "-n", "2", "--format", "{{.Names}}"]),
+        "three\ntwo"
+    );
     assert_eq!(q(&["ps", "--last", "5", "-q"]).lines().count(), 3);
     assert_eq!(q(&["ps", "-q"]), "");
 }
