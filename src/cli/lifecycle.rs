@@ -442,6 +442,27 @@ fn go_duration(s: &str) -> Option<f64> {
     (!s.is_empty()).then_some(total)
 }
 
+/// A log record's time as podman prints it (Go's RFC3339Nano: trailing zeros of the
+/// fraction dropped, `Z` for UTC); the file keeps conmon's `+00:00` form.
+fn go_rfc3339_nano(ts: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts) else {
+        return ts.to_string();
+    };
+    let mut out = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let frac = format!("{:09}", t.timestamp_subsec_nanos());
+    let frac = frac.trim_end_matches('0');
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    if t.offset().local_minus_utc() == 0 {
+        out.push('Z');
+    } else {
+        out.push_str(&t.format("%:z").to_string());
+    }
+    out
+}
+
 fn print_lines(
     lines: &[logfile::LogLine],
     timestamps: bool,
@@ -459,7 +480,7 @@ fn print_lines(
             logfile::Stream::Stderr => &mut err,
         };
         if timestamps {
-            let _ = write!(w, "{} ", l.time);
+            let _ = write!(w, "{} ", go_rfc3339_nano(&l.time));
         }
         let _ = w.write_all(&l.text);
         if l.complete {
@@ -523,4 +544,25 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod go_time_tests {
+    #[test]
+    fn timestamps_print_as_go_rfc3339_nano() {
+        let f = super::go_rfc3339_nano;
+        assert_eq!(
+            f("2026-11-28T04:00:00.120000000+00:00"),
+            "2026-11-28T04:00:00.12Z"
+        );
+        assert_eq!(
+            f("2026-11-28T04:00:00.000000000+00:00"),
+            "2026-11-28T04:00:00Z"
+        );
+        assert_eq!(
+            f("2026-11-28T05:00:00.000000001+01:00"),
+            "2026-11-28T05:00:00.000000001+01:00"
+        );
+        assert_eq!(f("garbage"), "garbage");
+    }
 }
