@@ -5,6 +5,7 @@
 //! CLI's descriptors while the container runs, so it stays small.
 
 pub mod client;
+pub mod debuglog;
 mod io;
 pub mod logfile;
 pub mod netplug;
@@ -261,6 +262,9 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     let sigfd = block_signals().map_err(|e| engine(&e))?;
     let mut store = Store::open(paths).map_err(|e| engine(&e))?;
     let rec = store.find_container(&args.id).map_err(|e| engine(&e))?;
+    // Next to ctr.log: from here on (and through restarts by policy) our debug events
+    // survive our stdio becoming /dev/null.
+    debuglog::open(&paths.container_dir(&rec.id));
     let cfg: ContainerConfig = serde_json::from_str(&rec.config).map_err(|e| engine(&e))?;
     let o = &cfg.options;
     let bundle = paths.container_dir(&rec.id);

@@ -25,6 +25,7 @@ mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod monlog;
 mod multinet;
 mod netmembers;
 mod netstack;
