@@ -8,8 +8,8 @@ mod args;
 pub mod client;
 pub mod debuglog;
 mod io;
-mod memory;
 pub mod logfile;
+mod memory;
 pub mod netplug;
 pub mod proto;
 

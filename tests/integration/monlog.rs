@@ -110,7 +110,10 @@ fn a_debug_run_logs_the_dropped_forged_frame_and_rm_removes_the_file() {
     assert!(logs.contains("sent"), "{logs}");
 
     // Started without debug: no file, though its directory (ctr.log) is there.
-    let quiet = ok(&env, &["run", "-d", "--network", "mlan", img, "sleep", "600"]);
+    let quiet = ok(
+        &env,
+        &["run", "-d", "--network", "mlan", img, "sleep", "600"],
+    );
     let quiet_log = monitor_log(&env, &quiet);
     assert!(quiet_log.with_file_name("ctr.log").exists());
     if !debug_everywhere() {
