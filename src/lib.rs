@@ -25,7 +25,8 @@ pub fn main() -> ! {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if let Some(fast) = monitor::FastArgs::parse(&argv) {
         if matches!(fast.log_level.as_str(), "debug" | "trace") {
-            init_logging(&fast.log_level);
+            // Plain text: the monitor's events end up in its monitor.log.
+            init_logging(&fast.log_level, false);
         }
         let code = match config::Paths::resolve(Some(&fast.root), Some(&fast.runroot)) {
             Ok(paths) => monitor::main(&paths, &fast.args),
@@ -51,7 +52,7 @@ pub fn main() -> ! {
         Ok(a) => a,
         Err(e) => std::process::exit(usage_error(&e)),
     };
-    init_logging(&args.log_level);
+    init_logging(&args.log_level, true);
     let code = match cli::dispatch(args) {
         Ok(code) => code,
         Err(e) => report(&e),
@@ -86,6 +87,8 @@ pub static LOG_SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 fn log_writer() -> Box<dyn std::io::Write> {
     if LOG_SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
         Box::new(std::io::sink())
+    } else if let Some(w) = monitor::debuglog::writer() {
+        Box::new(w)
     } else {
         Box::new(std::io::stderr())
     }
@@ -105,7 +108,9 @@ impl tracing_subscriber::fmt::time::FormatTime for DebugClock {
     }
 }
 
-fn init_logging(level: &str) {
+/// `colour`: ANSI colours when stderr is a terminal (not for the monitor, whose
+/// events go to a file).
+fn init_logging(level: &str, colour: bool) {
     let filter = match level {
         "error" | "fatal" | "panic" => tracing::Level::ERROR,
         "info" => tracing::Level::INFO,
@@ -125,7 +130,7 @@ fn init_logging(level: &str) {
     let targets = tracing_subscriber::filter::Targets::new()
         .with_target("skiff", filter)
         .with_default(others);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = colour && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(log_writer)
         .with_target(false)

@@ -4,9 +4,12 @@
 //! (which is what lets it clone into new namespaces) and lets go of the database and the
 //! CLI's descriptors while the container runs, so it stays small.
 
+mod args;
 pub mod client;
+pub mod debuglog;
 mod io;
 pub mod logfile;
+mod memory;
 pub mod netplug;
 pub mod proto;
 
@@ -22,82 +25,8 @@ use crate::config::Paths;
 use crate::runtime::launch::{self, ContainerIo};
 use crate::runtime::ContainerConfig;
 use crate::storage::Store;
+pub use args::{FastArgs, MonitorArgs};
 use io::{Client, ContainerStreams, Io};
-
-/// Arguments of the hidden `__monitor` command.
-#[derive(Debug, clap::Args)]
-pub struct MonitorArgs {
-    pub id: String,
-    /// Started by `run -d`/`start`: report start-up on the sync socket, then let go.
-    #[arg(long)]
-    pub detach: bool,
-    /// Started by a foreground `run`/`start -a`: our stdio is the client's terminal and
-    /// the sync socket is its control channel.
-    #[arg(long)]
-    pub attach: bool,
-    /// Forward the attached client's stdin.
-    #[arg(long)]
-    pub stdin: bool,
-    /// Detach key sequence, hex-encoded bytes (empty: none).
-    #[arg(long, default_value = "")]
-    pub keys: String,
-    /// The client's terminal size as ROWSxCOLS, for a container with a terminal.
-    #[arg(long, default_value = "")]
-    pub size: String,
-}
-
-/// A monitor's command line as skiff itself writes it, parsed without clap: the monitor
-/// stays resident for the container's whole life, and clap's command tree and the log
-/// subscriber would leave a few hundred kB of heap behind in every one of them.
-pub struct FastArgs {
-    pub root: PathBuf,
-    pub runroot: PathBuf,
-    pub log_level: String,
-    pub args: MonitorArgs,
-}
-
-impl FastArgs {
-    /// Recognises `--root R --runroot RR --log-level L __monitor ID [--detach|--attach|
-    /// --stdin|--keys HEX]...`; anything else goes through the normal parser.
-    pub fn parse(argv: &[String]) -> Option<FastArgs> {
-        let [root_flag, root, runroot_flag, runroot, level_flag, level, cmd, id, rest @ ..] = argv
-        else {
-            return None;
-        };
-        if root_flag != "--root"
-            || runroot_flag != "--runroot"
-            || level_flag != "--log-level"
-            || cmd != "__monitor"
-        {
-            return None;
-        }
-        let mut args = MonitorArgs {
-            id: id.clone(),
-            detach: false,
-            attach: false,
-            stdin: false,
-            keys: String::new(),
-            size: String::new(),
-        };
-        let mut it = rest.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--detach" => args.detach = true,
-                "--attach" => args.attach = true,
-                "--stdin" => args.stdin = true,
-                "--keys" => args.keys = it.next()?.clone(),
-                "--size" => args.size = it.next()?.clone(),
-                _ => return None,
-            }
-        }
-        Some(FastArgs {
-            root: PathBuf::from(root),
-            runroot: PathBuf::from(runroot),
-            log_level: level.clone(),
-            args,
-        })
-    }
-}
 
 /// Start time of a process (clock ticks since boot), to tell a live monitor from a
 /// recycled pid. None for a process that is gone or a zombie: a killed monitor whose
@@ -261,6 +190,9 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
     let sigfd = block_signals().map_err(|e| engine(&e))?;
     let mut store = Store::open(paths).map_err(|e| engine(&e))?;
     let rec = store.find_container(&args.id).map_err(|e| engine(&e))?;
+    // Next to ctr.log: from here on (and through restarts by policy) our debug events
+    // survive our stdio becoming /dev/null.
+    debuglog::open(&paths.container_dir(&rec.id));
     let cfg: ContainerConfig = serde_json::from_str(&rec.config).map_err(|e| engine(&e))?;
     let o = &cfg.options;
     let bundle = paths.container_dir(&rec.id);
@@ -507,8 +439,8 @@ fn run(paths: &Paths, args: &MonitorArgs, rep: &mut Reporter) -> Result<i32, (i3
         unsafe {
             libc::malloc_trim(0);
         }
-        release_dead_stack();
-        release_file_pages();
+        memory::release_dead_stack();
+        memory::release_file_pages();
         last_userns = launched.userns;
         let exit = io.run(pid, &mut streams);
         if let Some(p) = io.ports.as_mut() {
@@ -604,86 +536,5 @@ fn sd_notify(msg: &str) {
     };
     if let Err(e) = res {
         tracing::debug!(error = %e, "sd_notify failed");
-    }
-}
-
-/// Drops the pages of read-only file mappings (the skiff binary's code and constants,
-/// shared libraries) from this process's page tables: start-up touched several MB of
-/// them that the event loop never runs again. They stay in the page cache, and what the
-/// loop does use faults back in from there, so the monitor idles with the few hundred
-/// kB it needs resident. Mappings holding private copies of pages (writable data, and
-/// RELRO: relocated by the loader, then made read-only) are left alone: dropping those
-/// pages would lose what was written to them.
-fn release_file_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    // (start, end, eligible) of the mapping whose fields are being read.
-    let mut cur: Option<(usize, usize, bool)> = None;
-    let mut done: Vec<(usize, usize)> = Vec::new();
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let Some(first) = f.next() else { continue };
-        if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-            {
-                let perms = f.next().unwrap_or("");
-                let inode = f.nth(2).unwrap_or("0");
-                let eligible = inode != "0" && perms.starts_with('r') && !perms.contains('w');
-                cur = Some((lo, hi, eligible));
-                continue;
-            }
-        }
-        if first == "Anonymous:" {
-            if let Some((lo, hi, true)) = cur {
-                if f.next() == Some("0") {
-                    done.push((lo, hi));
-                }
-            }
-            cur = None;
-        }
-    }
-    for (lo, hi) in done {
-        // SAFETY: [lo, hi) is a whole read-only, file-backed mapping of this process
-        // with no private (written) pages; MADV_DONTNEED only unmaps its pages, which
-        // fault back in unchanged from the page cache on the next access.
-        unsafe {
-            libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-/// Gives back the stack pages that start-up (argument parsing, SQLite, the clone)
-/// touched and that no live frame uses: everything more than a page below the current
-/// stack pointer. The monitor then idles with a few pages of stack, not a hundred kB.
-fn release_dead_stack() {
-    let marker = 0u8;
-    let sp = std::ptr::addr_of!(marker) as usize;
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    let Some(line) = maps.lines().find(|l| l.ends_with("[stack]")) else {
-        return;
-    };
-    let Some((lo, _)) = line
-        .split_whitespace()
-        .next()
-        .and_then(|r| r.split_once('-'))
-    else {
-        return;
-    };
-    let Ok(lo) = usize::from_str_radix(lo, 16) else {
-        return;
-    };
-    let page = 4096usize;
-    // Keep a generous margin below the current frame for the calls still to come.
-    let end = (sp.saturating_sub(8 * 1024)) & !(page - 1);
-    if end > lo {
-        // SAFETY: [lo, end) lies below every live frame of this single-threaded process
-        // (the stack grows down from above sp); dropping those pages only makes the kernel
-        // hand out zeroed pages if the stack ever grows that deep again.
-        unsafe {
-            libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED);
-        }
     }
 }

@@ -186,7 +186,7 @@ pub fn handle(links: &mut Vec<Link>, plug: Option<&Plug>, req: &Request) -> Resu
     unsafe {
         libc::malloc_trim(0);
     }
-    super::release_file_pages();
+    super::memory::release_file_pages();
     r
 }
 

@@ -106,7 +106,7 @@ pub fn remove(id: &str) {
     if !safe_id(id) {
         return;
     }
-    super::resources::remove(id);
+    super::cgroup_limits::remove(id);
     let dir = if unified() {
         let Some(base) = v2_path(std::process::id() as i32) else {
             return;

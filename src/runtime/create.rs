@@ -326,8 +326,8 @@ pub fn create(
         })
         .unwrap_or_default(),
     };
-    let support = super::resources::cgroup_support(store.paths.rootless);
-    for w in super::resources::warnings(&opts.security, support) {
+    let support = super::cgroup_limits::cgroup_support(store.paths.rootless);
+    for w in super::cgroup_limits::warnings(&opts.security, support) {
         tracing::warn!("{w}");
     }
     if let Err(e) = store.insert_container(&record) {

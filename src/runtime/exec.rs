@@ -152,7 +152,7 @@ fn run(req: &ExecRequest, sync: &UnixStream) -> Result<i32, Fail> {
     let spec = super::bundle::load_spec(&req.bundle).map_err(|e| Fail::engine(e.to_string()))?;
     // The command shares the container's limits (and its freezer): join its cgroups
     // before forking it.
-    super::resources::join_like(req.target.pid);
+    super::cgroup_limits::join_like(req.target.pid);
     let proc = spec
         .process()
         .clone()

@@ -170,7 +170,7 @@ pub fn launch(
     // Limits bind before the init runs anything, so nothing it forks escapes them. The
     // OOM score is written from here: once the init is not dumpable, its /proc files
     // belong to a root its user namespace does not map.
-    if let Err(e) = super::resources::apply(&spec, pid.as_raw()) {
+    if let Err(e) = super::cgroup_limits::apply(&spec, pid.as_raw()) {
         return Err(fail(RuntimeError::Init {
             code: 125,
             message: format!("applying resource limits: {e}"),

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod cgroup_limits;
 mod chown;
 mod copyup;
 pub mod cp;

@@ -268,8 +268,8 @@ pub fn build(inp: &SpecInputs) -> Result<Spec, RuntimeError> {
     process.set_capabilities(Some(lc));
     let sec_opts = super::security::parse_security_opts(&sec.security_opts)?;
     let rootless = !nix::unistd::geteuid().is_root();
-    let cg_support = super::resources::cgroup_support(rootless);
-    let pids_as_rlimit = matches!(cg_support, super::resources::CgroupSupport::None(_));
+    let cg_support = super::cgroup_limits::cgroup_support(rootless);
+    let pids_as_rlimit = matches!(cg_support, super::cgroup_limits::CgroupSupport::None(_));
     process.set_oom_score_adj(sec.oom_score_adj);
     process.set_rlimits(Some(super::resources::rlimits(
         [

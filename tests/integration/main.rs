@@ -26,6 +26,7 @@ mod images_transfer;
 mod lifecycle;
 mod lifecycle_exec;
 mod lifecycle_flags;
+mod monlog;
 mod multinet;
 mod netmembers;
 mod netstack;

@@ -19,8 +19,9 @@ use crate::require;
 use crate::support::{json, pull};
 use crate::util::{Output, TestEnv};
 
-/// busybox plus /bin/lantool, as `skiff-test/busybox:lan`.
-fn lan_image() -> Result<&'static str, String> {
+/// busybox plus /bin/lantool, as `skiff-test/busybox:lan` (monlog.rs sends forged
+/// frames with it too).
+pub(crate) fn lan_image() -> Result<&'static str, String> {
     static IMG: OnceLock<Result<String, String>> = OnceLock::new();
     IMG.get_or_init(|| {
         let tool = images::build_static_tool("lantool")?;
