@@ -12,7 +12,7 @@ use crate::config::registries::Registries;
 use crate::image::archive::Format;
 use crate::image::pull::{find_local, mapping_key};
 use crate::image::reference::{self, Reference};
-use crate::image::{load, login, push, save};
+use crate::image::{load, login, push, push_gzip, save};
 use crate::storage::Store;
 
 #[derive(Debug, Args)]
@@ -61,7 +61,7 @@ pub struct PushArgs {
     /// Require HTTPS and verify certificates (false: plain HTTP allowed)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
-    /// Accepted for podman compatibility; stored layers are sent as they are
+    /// Compression for layers stored uncompressed: gzip (the default, as podman)
     #[arg(long, value_name = "FORMAT")]
     pub compression_format: Option<String>,
     /// Write the manifest digest of the pushed image to this file
@@ -212,17 +212,21 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<i32> {
         // Single-threaded here: nothing else reads the environment yet.
         std::env::set_var("REGISTRY_AUTH_FILE", f);
     }
-    if let Some(c) = &a.compression_format {
-        tracing::debug!(format = %c, "--compression-format ignored: stored blobs are sent as they are");
-    }
-    let store = Store::open(&ctx.paths)?;
+    let compression = match &a.compression_format {
+        Some(c) => c
+            .parse::<push_gzip::CompressionFormat>()
+            .map_err(|e| Exit::with(125, e))?,
+        None => Default::default(),
+    };
+    let mut store = Store::open(&ctx.paths)?;
     let img = find_local(&store, &a.image)?;
     let target = push::destination(&img, &a.image, a.destination.as_deref())?;
     let opts = push::PushOptions {
         quiet: a.quiet,
         tls_verify: a.tls_verify,
+        compression,
     };
-    let digest = push::push(&store, &img, &target, &opts)?;
+    let digest = push::push(&mut store, &img, &target, &opts)?;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, &digest)
             .map_err(|e| Exit::with(125, format!("cannot write {}: {e}", f.display())))?;

@@ -9,6 +9,7 @@ pub mod login;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod push_gzip;
 pub mod reference;
 mod registry;
 pub mod remap;

@@ -3,6 +3,7 @@
 //! the database.
 
 pub mod archive;
+pub mod blob_info;
 pub mod blobs;
 pub mod check;
 pub mod containers;
