@@ -34,6 +34,7 @@ mod netuser;
 mod networks;
 mod ports;
 mod progress;
+mod push_gzip;
 mod run_flags;
 mod seccomp;
 mod seccomp32;
