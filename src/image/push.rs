@@ -380,8 +380,16 @@ async fn send_item(ctx: &SendCtx<'_>, item: &Item) -> Result<Option<Sent>, Image
     let (src, tmp) = (item.path.clone(), ctx.tmp_dir.to_path_buf());
     let blob = tokio::task::spawn_blocking(move || push_gzip::gzip_to_temp(&src, &tmp))
         .await
-        .map_err(|e| push_err(ctx.target, format!("compressing layer {}: {e}", item.digest)))??;
-    let known_missing = plan.cached.as_ref().is_some_and(|c| c.digest == blob.digest);
+        .map_err(|e| {
+            push_err(
+                ctx.target,
+                format!("compressing layer {}: {e}", item.digest),
+            )
+        })??;
+    let known_missing = plan
+        .cached
+        .as_ref()
+        .is_some_and(|c| c.digest == blob.digest);
     if !known_missing && ctx.already_there(&blob.digest).await? {
         ctx.done(item, true);
     } else {

@@ -42,8 +42,9 @@ impl std::str::FromStr for CompressionFormat {
             "zstd" | "zstd:chunked" => Err(format!(
                 "compression format {s:?} is not supported by skiff push: use gzip (the default)"
             )),
+            // podman's words for a name it does not know.
             other => Err(format!(
-                "unknown compression format {other:?}: use gzip (the default)"
+                "cannot find compressor for {other:?}: use gzip (the default)"
             )),
         }
     }
