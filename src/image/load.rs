@@ -643,7 +643,8 @@ fn docker_plans(members: &mut Members) -> Result<Vec<Plan>, ImageError> {
         let (cfg, cm) = members
             .read(&e.config, 64 << 20)?
             .ok_or_else(|| archive_err(&shown, format!("config {} is missing", e.config)))?;
-        // docker-archive has no manifest: write the OCI one podman would.
+        // docker-archive has no manifest: write an OCI one (podman keeps docker schema2
+        // here; both carry the same config, so the image ID is the same).
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": archive::MT_OCI_MANIFEST,
