@@ -49,15 +49,17 @@ impl FaultProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, fault: u8) -> std::io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(client.try_clone()?);
+/// Reads a request's head for a proxy that serves one request per connection: its
+/// request line, and the head to send upstream with `Connection: close`. None at EOF.
+pub(crate) fn request_head(
+    reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut head = Vec::new();
     let mut request_line = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if request_line.is_empty() {
             request_line = line.clone();
@@ -70,6 +72,15 @@ fn serve(mut client: TcpStream, upstream: &str, fault: u8) -> std::io::Result<()
         }
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Some((request_line, head)))
+}
+
+fn serve(mut client: TcpStream, upstream: &str, fault: u8) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let Some((request_line, head)) = request_head(&mut reader)? else {
+        return Ok(());
+    };
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
     let is_get = request_line.starts_with("GET ");
     let is_manifest = path.contains("/manifests/");

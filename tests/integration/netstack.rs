@@ -195,12 +195,17 @@ fn gigabyte_both_ways_checksummed() {
     drop(host);
     let host = HostTool::start(&["echo-sum", &port.to_string(), "nofile"]);
     std::thread::sleep(Duration::from_millis(300));
-    let bytes = 1u64 << 30;
+    xfer_checked(&env, img, &format!("10.0.2.2:{port}"), host, 1u64 << 30);
+}
+
+/// `nettool xfer TARGET BYTES` in the container against the host's `echo-sum`: the
+/// bytes go out and come back, checksummed at both ends.
+fn xfer_checked(env: &TestEnv, img: &str, target: &str, host: HostTool, bytes: u64) {
     let out = run(
-        &env,
+        env,
         &["--network", LOOPBACK],
         img,
-        &format!("nettool xfer 10.0.2.2:{port} {bytes}"),
+        &format!("nettool xfer {target} {bytes}"),
     );
     out.success();
     let host_line = host.output(Duration::from_secs(60));

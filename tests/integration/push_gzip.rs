@@ -3,7 +3,7 @@
 //! ID) is unchanged, a second push reuses the recorded compressed digest, and a push
 //! that dies midway leaves no temp file behind and can be retried.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -195,24 +195,9 @@ impl UploadCutter {
 fn forward(client: TcpStream, upstream: &str, down: &AtomicBool) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
-    let mut head = Vec::new();
-    let mut request_line = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if request_line.is_empty() {
-            request_line = line.clone();
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            head.extend_from_slice(line.as_bytes());
-        }
-    }
-    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    let Some((request_line, head)) = crate::faults::request_head(&mut reader)? else {
+        return Ok(());
+    };
     let is_upload = !request_line.starts_with("GET ")
         && !request_line.starts_with("HEAD ")
         && request_line.contains("/blobs/uploads");

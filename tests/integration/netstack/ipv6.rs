@@ -105,25 +105,7 @@ fn tcp_over_ipv6_to_host_loopback_checksummed() {
     drop(host);
     let host = HostTool::start(&["echo-sum", &at, "nofile"]);
     std::thread::sleep(Duration::from_millis(300));
-    let bytes = 256u64 << 20;
-    let out = run(
-        &env,
-        &["--network", LOOPBACK],
-        img,
-        &format!("nettool xfer [fd00::2]:{port} {bytes}"),
-    );
-    out.success();
-    let host_line = host.output(Duration::from_secs(60));
-    let w: Vec<&str> = out.stdout_trim().leak().split_whitespace().collect();
-    assert_eq!(w.len(), 4, "{}", out.describe());
-    assert_eq!(w[0], format!("sent={bytes}"));
-    assert_eq!(w[2], format!("recv={bytes}"), "{}", out.describe());
-    assert_eq!(w[1], w[3], "what came back differs from what was sent");
-    assert_eq!(
-        host_line.trim(),
-        format!("bytes={bytes} {}", w[1]),
-        "the host got other bytes than the container sent"
-    );
+    super::xfer_checked(&env, img, &format!("[fd00::2]:{port}"), host, 256u64 << 20);
 }
 
 #[test]
