@@ -185,17 +185,7 @@ pub fn headers(
     l4_len: usize,
     csum_offset: Option<u16>,
 ) {
-    let v = &mut buf[..VNET_HDR];
-    v.fill(0);
-    if let Some(off) = csum_offset {
-        v[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
-        v[6..8].copy_from_slice(&((L4_AT - VNET_HDR) as u16).to_le_bytes());
-        v[8..10].copy_from_slice(&off.to_le_bytes());
-    }
-    let e = &mut buf[VNET_HDR..IP_AT];
-    e[0..6].copy_from_slice(&dst_mac);
-    e[6..12].copy_from_slice(&GW_MAC);
-    e[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    link_headers(buf, dst_mac, 0x0800, L4_AT, csum_offset);
     let ip = &mut buf[IP_AT..L4_AT];
     ip[0] = 0x45;
     ip[1] = 0;
@@ -209,6 +199,29 @@ pub fn headers(
     ip[16..20].copy_from_slice(&dst.octets());
     let c = !fold(sum(ip, 0));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The vnet header (asking the kernel to complete the checksum at `csum_offset` within
+/// the L4 header that starts at `l4_at`, if any) and an Ethernet header from the
+/// gateway to `dst_mac`, for IPv4 and IPv6 alike.
+pub(super) fn link_headers(
+    buf: &mut [u8],
+    dst_mac: [u8; 6],
+    ethertype: u16,
+    l4_at: usize,
+    csum_offset: Option<u16>,
+) {
+    let v = &mut buf[..VNET_HDR];
+    v.fill(0);
+    if let Some(off) = csum_offset {
+        v[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        v[6..8].copy_from_slice(&((l4_at - VNET_HDR) as u16).to_le_bytes());
+        v[8..10].copy_from_slice(&off.to_le_bytes());
+    }
+    let e = &mut buf[VNET_HDR..IP_AT];
+    e[0..6].copy_from_slice(&dst_mac);
+    e[6..12].copy_from_slice(&GW_MAC);
+    e[12..14].copy_from_slice(&ethertype.to_be_bytes());
 }
 
 /// The pseudo-header sum for TCP/UDP checksums (folded, not inverted).

@@ -8,7 +8,6 @@
 use std::net::Ipv6Addr;
 
 use super::frame::{fold, sum, GW_MAC, IP_AT};
-use super::tap::VNET_HDR;
 
 pub const IP6: usize = 40;
 /// Where the L4 header of a written IPv6 frame starts.
@@ -95,17 +94,7 @@ pub fn headers6(
     csum_offset: Option<u16>,
     hops: u8,
 ) {
-    let v = &mut buf[..VNET_HDR];
-    v.fill(0);
-    if let Some(off) = csum_offset {
-        v[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
-        v[6..8].copy_from_slice(&((L4_AT6 - VNET_HDR) as u16).to_le_bytes());
-        v[8..10].copy_from_slice(&off.to_le_bytes());
-    }
-    let e = &mut buf[VNET_HDR..IP_AT];
-    e[0..6].copy_from_slice(&dst_mac);
-    e[6..12].copy_from_slice(&GW_MAC);
-    e[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+    super::frame::link_headers(buf, dst_mac, ETHERTYPE, L4_AT6, csum_offset);
     let ip = &mut buf[IP_AT..L4_AT6];
     ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
     ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
@@ -204,6 +193,7 @@ pub fn unreachable_msg(p: &Ipv6Pkt, code: u8) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::network::frame::{self, ACK, SYN};
+    use crate::network::tap::VNET_HDR;
 
     const GUEST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
     const GW: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);

@@ -356,6 +356,11 @@ fn syn_ack(c: &mut TcpConn, out: &mut Out) {
 }
 
 fn reset_guest(c: &TcpConn, out: &mut Out) {
+    control(c, out, RST | ACK, 0);
+}
+
+/// A segment without payload at the connection's current sequence and ACK numbers.
+fn control(c: &TcpConn, out: &mut Out, flags: u8, window: u16) {
     let n = frame::tcp_header(
         &mut out.buf,
         out.mac,
@@ -363,8 +368,8 @@ fn reset_guest(c: &TcpConn, out: &mut Out) {
         c.key.guest,
         c.snd_nxt,
         c.rcv_nxt,
-        RST | ACK,
-        0,
+        flags,
+        window,
         &[],
         0,
     );
@@ -465,19 +470,7 @@ pub(super) fn after_batch(st: &mut Stack, idx: usize) -> bool {
     }
     if c.ack_owed && !sent {
         let (w, _) = window(c);
-        let n = frame::tcp_header(
-            &mut st.out.buf,
-            st.out.mac,
-            c.key.peer,
-            c.key.guest,
-            c.snd_nxt,
-            c.rcv_nxt,
-            ACK,
-            w,
-            &[],
-            0,
-        );
-        st.out.send(n);
+        control(c, &mut st.out, ACK, w);
     }
     c.ack_owed = false;
     // A window below a third of the send buffer (where the kernel stops calling the
@@ -531,19 +524,7 @@ fn pump(c: &mut TcpConn, out: &mut Out) -> (bool, bool) {
         };
         let w = *win.get_or_insert_with(|| window(c).0);
         if r == 0 {
-            let n = frame::tcp_header(
-                &mut out.buf,
-                out.mac,
-                c.key.peer,
-                c.key.guest,
-                c.snd_nxt,
-                c.rcv_nxt,
-                FIN | ACK,
-                w,
-                &[],
-                0,
-            );
-            out.send(n);
+            control(c, out, FIN | ACK, w);
             c.snd_nxt = c.snd_nxt.wrapping_add(1);
             c.fin_sent = true;
             c.rto_at.get_or_insert_with(|| Instant::now() + RTO);
