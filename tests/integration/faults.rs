@@ -29,17 +29,10 @@ struct FaultProxy {
 
 impl FaultProxy {
     fn start(upstream: &str) -> FaultProxy {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address").to_string();
         let fault = Arc::new(AtomicU8::new(PASS));
-        let (f, up) = (fault.clone(), upstream.to_string());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (f, up) = (f.clone(), up.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(conn, &up, f.load(Ordering::SeqCst));
-                });
-            }
+        let f = fault.clone();
+        let addr = proxy(upstream, move |conn, up| {
+            let _ = serve(conn, up, f.load(Ordering::SeqCst));
         });
         FaultProxy { addr, fault }
     }
@@ -47,6 +40,24 @@ impl FaultProxy {
     fn set(&self, fault: u8) {
         self.fault.store(fault, Ordering::SeqCst);
     }
+}
+
+/// A loopback proxy in front of `upstream`: each connection is served on a thread of
+/// its own by `handle(connection, upstream)`. Returns the proxy's address.
+pub(crate) fn proxy(
+    upstream: &str,
+    handle: impl Fn(TcpStream, &str) + Clone + Send + 'static,
+) -> String {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
+    let addr = listener.local_addr().expect("proxy address").to_string();
+    let up = upstream.to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (h, up) = (handle.clone(), up.clone());
+            std::thread::spawn(move || h(conn, &up));
+        }
+    });
+    addr
 }
 
 /// Reads a request's head for a proxy that serves one request per connection: its

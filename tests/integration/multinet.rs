@@ -5,9 +5,10 @@
 //! every DNS-enabled gateway, the first network's default route wins, inspect lists
 //! every network, a restart keeps the addresses, and nothing outlives `rm`.
 
-use crate::netuser::{network_id, ok, processes_mentioning, setup, sockets, until_ok};
+use crate::netuser::{network_id, ok, setup, sockets, until_ok};
 use crate::require;
 use crate::support::json;
+use crate::support::processes_mentioning;
 use crate::util::TestEnv;
 
 /// A detached web server on `net` answering `body`.

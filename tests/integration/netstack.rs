@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports::fixture::{nettool, ports_image};
 use crate::require;
-use crate::support::{assert_error, inspect_one, pull, snapshot};
+use crate::support::{assert_error, inspect_one, processes_mentioning, pull, snapshot};
 use crate::util::TestEnv;
 
 const LOOPBACK: &str = "slirp4netns:allow_host_loopback=true";
@@ -144,22 +144,21 @@ fn outbound_tcp_udp_and_the_container_side_of_the_network() {
     env.run(&["rm", &id]).success();
 }
 
-#[test]
-fn host_loopback_is_refused_without_allow_host_loopback() {
-    let (env, img) = require!(setup());
-    let (l, tport) = listener();
+/// Without allow_host_loopback, TCP and UDP from the container to `gateway` (10.0.2.2,
+/// or [fd00::2]) are refused, and the host's loopback servers `l` and `u` see nothing.
+fn assert_gateway_refused(env: &TestEnv, img: &str, gateway: &str, l: &TcpListener, u: &UdpSocket) {
     l.set_nonblocking(true).expect("nonblocking");
-    let u = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-    let uport = u.local_addr().expect("addr").port();
     u.set_nonblocking(true).expect("nonblocking");
+    let tport = l.local_addr().expect("addr").port();
+    let uport = u.local_addr().expect("addr").port();
     let script =
-        format!("nettool conns 10.0.2.2:{tport} 1; nettool udp-ask 10.0.2.2:{uport} x; true");
-    let out = run(&env, &[], img, &script);
+        format!("nettool conns {gateway}:{tport} 1; nettool udp-ask {gateway}:{uport} x; true");
+    let out = run(env, &[], img, &script);
     out.success();
-    let err = out.stderr_str();
-    assert!(
-        err.matches("Connection refused").count() == 2,
-        "TCP and UDP to 10.0.2.2 must be refused\n{}",
+    assert_eq!(
+        out.stderr_str().matches("Connection refused").count(),
+        2,
+        "TCP and UDP to {gateway} must be refused\n{}",
         out.describe()
     );
     assert!(
@@ -171,6 +170,14 @@ fn host_loopback_is_refused_without_allow_host_loopback() {
         u.recv_from(&mut b).is_err(),
         "the host UDP server got a datagram"
     );
+}
+
+#[test]
+fn host_loopback_is_refused_without_allow_host_loopback() {
+    let (env, img) = require!(setup());
+    let (l, tport) = listener();
+    let u = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    assert_gateway_refused(&env, img, "10.0.2.2", &l, &u);
     // Explicitly false is the same.
     let out = run(
         &env,
@@ -348,21 +355,6 @@ fn dns_is_forwarded_to_the_hosts_resolver() {
     out.success();
     assert!(out.stdout_str().contains("192.0.2.7"), "{}", out.describe());
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0);
-}
-
-/// Processes whose command line mentions `needle` (a container ID: its monitor).
-fn processes_mentioning(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    std::fs::read(e.path().join("cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// A connection from the container held open by `sleep | nc`; the host end.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::images;
 use crate::require;
-use crate::support::{json, pull};
+use crate::support::{json, processes_mentioning, pull};
 use crate::util::TestEnv;
 
 pub(crate) fn setup(env: TestEnv) -> (TestEnv, &'static str) {
@@ -62,21 +62,6 @@ pub(crate) fn ip_of(env: &TestEnv, ctr: &str, net: &str) -> String {
         .as_str()
         .expect("ip")
         .to_string()
-}
-
-/// Processes whose command line mentions `needle` (a container ID: its monitor).
-pub(crate) fn processes_mentioning(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    std::fs::read(e.path().join("cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Member socket files under the network's run-time directory.

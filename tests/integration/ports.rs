@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::images;
 use crate::require;
-use crate::support::{assert_error, inspect_one, json, pull, snapshot};
+use crate::support::{assert_error, inspect_one, json, processes_mentioning, pull, snapshot};
 use crate::util::{skiff_bin, TestEnv};
 
 pub(crate) mod fixture;
@@ -70,21 +70,6 @@ fn wait_listening(env: &TestEnv, name: &str, port: u16, udp: bool) {
 
 fn refused(port: u16) -> bool {
     matches!(TcpStream::connect(("127.0.0.1", port)), Err(e) if e.kind() == ErrorKind::ConnectionRefused)
-}
-
-/// Processes whose command line mentions `needle` (a container ID: its monitor).
-fn processes_mentioning(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    std::fs::read(e.path().join("cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                        .unwrap_or(false)
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 fn httpd_script() -> &'static str {

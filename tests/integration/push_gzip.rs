@@ -4,7 +4,7 @@
 //! that dies midway leaves no temp file behind and can be retried.
 
 use std::io::{BufReader, Read as _, Write as _};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,17 +176,10 @@ struct UploadCutter {
 
 impl UploadCutter {
     fn start(upstream: &str) -> UploadCutter {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address").to_string();
         let down = Arc::new(AtomicBool::new(false));
-        let (d, up) = (down.clone(), upstream.to_string());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (d, up) = (d.clone(), up.clone());
-                std::thread::spawn(move || {
-                    let _ = forward(conn, &up, &d);
-                });
-            }
+        let d = down.clone();
+        let addr = crate::faults::proxy(upstream, move |conn, up| {
+            let _ = forward(conn, up, &d);
         });
         UploadCutter { addr, down }
     }

@@ -214,3 +214,18 @@ pub fn interfaces(proc_net_dev: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Processes whose command line mentions `needle` (a container ID: its monitor).
+pub(crate) fn processes_mentioning(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
